@@ -1,0 +1,98 @@
+"""Errors of the actor layer: one root, each named for what happened.
+
+The API maps these to HTTP status codes in exactly one place (``api/errors.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ActorsError(Exception):
+    """Root of every error the actor layer raises."""
+
+
+class Rejected(ActorsError):  # noqa: N818 - a domain verdict, not an error in the program
+    """A domain rule refuses a command: no events are recorded and the caller is told why.
+
+    Raise it from a command handler: ``raise Rejected("insufficient funds")``.
+    """
+
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class DefinitionError(ActorsError, TypeError):
+    """An entity or handler is declared in a way entityflow cannot run."""
+
+
+class UnknownEntityTypeError(ActorsError, LookupError):
+    """No entity type is registered under that name."""
+
+
+class UnknownCommandError(ActorsError, LookupError):
+    """The entity type has no command (or query) of that name and kind."""
+
+
+class InvalidArgumentsError(ActorsError, ValueError):
+    """Command or query arguments do not fit the handler's signature."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class PayloadTooLargeError(InvalidArgumentsError):
+    """The encoded command is larger than the mailbox accepts."""
+
+
+class InvalidAddressError(InvalidArgumentsError):
+    """An entity id or address is empty, too long, or contains characters we reserve."""
+
+
+class EntityNotFoundError(ActorsError, LookupError):
+    """The entity has no events (at the requested version)."""
+
+
+class QueryMutationError(ActorsError):
+    """A query tried to change state; queries are read-only."""
+
+
+class CommandRejectedError(ActorsError):
+    """An update was refused by a domain rule (the reply of a :class:`Rejected`)."""
+
+    def __init__(self, command_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.command_id = command_id
+        self.reason = reason
+
+
+class CommandFailedError(ActorsError):
+    """An update could not be applied: invalid at the worker, or its handler crashed."""
+
+    def __init__(self, command_id: str, status: str, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.command_id = command_id
+        self.status = status
+        self.reason = reason
+
+
+class UpdateTimeoutError(ActorsError, TimeoutError):
+    """No reply came in time; the command may still be applied later.
+
+    ``command_id`` stays valid: ask for its outcome later instead of resending blindly.
+    """
+
+    def __init__(self, command_id: str, timeout: float) -> None:
+        super().__init__(
+            f"no reply to command {command_id} within {timeout:g}s; it may still be applied, "
+            "look up its outcome by command id"
+        )
+        self.command_id = command_id
+        self.timeout = timeout
+
+
+class MailboxUnavailableError(ActorsError, ConnectionError):
+    """The mailbox (broker) could not accept or deliver the message now."""

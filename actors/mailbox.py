@@ -1,0 +1,102 @@
+"""The mailbox seam: how envelopes are sent, consumed by partition, and replied to.
+
+Two implementations share these protocols and one contract test suite: the Kafka
+mailbox (production, and every guarantee's proof) and the in-memory mailbox (fast unit
+tests). Positions are named ``<mailbox name>#<partition>``; the worker tracks them in
+the event store, never in the broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+from actors.envelopes import Envelope, Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message read from one partition; ``envelope`` is None if it could not be decoded."""
+
+    partition: int
+    offset: int
+    raw: bytes
+    envelope: Envelope | None
+    error: str | None = None
+
+
+class PartitionListener(Protocol):
+    """Told when this consumer gains or loses partitions (from inside ``poll``)."""
+
+    def on_assigned(self, partitions: list[int]) -> None: ...
+
+    def on_revoked(self, partitions: list[int]) -> None: ...
+
+
+class MailboxConsumer(Protocol):
+    """A member of the worker group that owns some partitions of the commands topic."""
+
+    def poll(self, timeout: float, max_records: int) -> list[Delivery]: ...
+
+    def seek(self, partition: int, offset: int) -> None: ...
+
+    def offsets(self, partition: int) -> tuple[int, int]:
+        """(first offset still in the log, next offset to be written)."""
+
+    def close(self) -> None: ...
+
+
+class ReplyChannel(Protocol):
+    """Where a caller waits for replies to the commands it sent."""
+
+    @property
+    def route(self) -> str:
+        """The value to put into ``Envelope.reply_to``."""
+
+    def expect(self, command_id: str) -> Future[Reply]:
+        """Register interest before sending, so a fast reply is not missed."""
+
+    def forget(self, command_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Mailbox(Protocol):
+    """Durable, partitioned delivery of envelopes keyed by address."""
+
+    @property
+    def name(self) -> str:
+        """Stable name of the commands log, the prefix of tracked position names."""
+
+    @property
+    def partitions(self) -> int: ...
+
+    def partition_of(self, address: str) -> int:
+        """The partition every message to ``address`` goes to."""
+
+    def send(self, envelope: Envelope) -> Future[None]:
+        """Queue an envelope; the future resolves once the log has durably accepted it."""
+
+    def send_replies(self, route: str, replies: Sequence[Reply]) -> None:
+        """Deliver replies to one reply channel's route (best effort; outcomes are stored).
+
+        A worker hands over all replies of a batch for one route at once, so they can
+        travel as one message: under load that is one record per API node per batch.
+        """
+
+    def dead_letter(self, delivery: Delivery, error: str) -> Future[None]:
+        """Park an unprocessable message with its error, so its partition keeps flowing."""
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+    def reply_channel(self) -> ReplyChannel: ...
+
+    def consumer(self, group: str, listener: PartitionListener) -> MailboxConsumer: ...
+
+    def close(self) -> None: ...
+
+
+def position_name(mailbox: Mailbox, partition: int) -> str:
+    return f"{mailbox.name}#{partition}"

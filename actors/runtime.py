@@ -1,0 +1,383 @@
+"""The actor runtime: turns a batch of deliveries into one commit and its consequences.
+
+Per batch it reads the outcomes of every command id in one query (duplicates get the
+original reply and make no events), routes each message to its cached actor (loading
+it from snapshot + tail when cold), and gathers events, outcomes and visibility rows
+into one :class:`~eventstore.Commit`. Replies, outgoing messages and snapshots happen
+only after the worker has committed. A failed commit discards every actor the batch
+touched, so nothing unconfirmed is ever served from memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from actors.envelopes import ACTOR_ROUTE, Envelope, Reply, reply_envelope
+from actors.errors import ActorsError
+from actors.kinds import Actor, ActorKind, Turn
+from actors.mailbox import Delivery
+from eventstore import (
+    CommandOutcome,
+    Commit,
+    EventDecodeError,
+    EventRegistry,
+    LoadedStream,
+    RecordedEvent,
+    Snapshot,
+    Store,
+    UnknownEventTypeError,
+)
+
+log = logging.getLogger("entityflow.runtime")
+# What loading an actor may raise besides an unavailable store: bad stored data or a
+# failing @apply. ConcurrencyConflictError and StoreUnavailableError are not among them;
+# they must reach the worker, which retries the whole batch.
+_LOAD_ERRORS: tuple[type[Exception], ...] = (
+    EventDecodeError,
+    UnknownEventTypeError,
+    ValidationError,
+    ActorsError,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+    AttributeError,
+)
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Cached:
+    actor: Actor
+    partition: int
+    snapshot_version: int
+    used_at: float
+
+
+@dataclass
+class BatchResult:
+    """A processed batch, waiting for its commit."""
+
+    commit: Commit
+    last_offsets: dict[int, int] = field(default_factory=dict)
+    replies: list[tuple[str, Reply]] = field(default_factory=list)
+    outbox: list[Envelope] = field(default_factory=list)
+    dead_letters: list[tuple[Delivery, str]] = field(default_factory=list)
+    touched: dict[str, int] = field(default_factory=dict)
+    prefetched: dict[str, LoadedStream] = field(default_factory=dict)
+
+    def messages_after_commit(self) -> list[Envelope]:
+        """Outgoing envelopes: the outbox plus replies routed to other actors."""
+        routed = [
+            reply_envelope(route[len(ACTOR_ROUTE) :], reply)
+            for route, reply in self.replies
+            if route.startswith(ACTOR_ROUTE)
+        ]
+        return [*self.outbox, *routed]
+
+    def channel_replies(self) -> list[tuple[str, Reply]]:
+        return [(r, rep) for r, rep in self.replies if not r.startswith(ACTOR_ROUTE)]
+
+
+def merge_registries(kinds: Iterable[ActorKind]) -> EventRegistry:
+    registry = EventRegistry()
+    for kind in kinds:
+        registry.merge(kind.registry)
+    return registry
+
+
+class Runtime:
+    """Owns live actors and processes batches for the partitions its worker owns."""
+
+    def __init__(
+        self,
+        store: Store,
+        kinds: Sequence[ActorKind],
+        *,
+        cache_size: int = 10_000,
+        idle_passivation: float | None = 600.0,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.store = store
+        self.kinds = {k.type_name: k for k in kinds}
+        if len(self.kinds) != len(kinds):
+            raise ValueError("two registered actor kinds share a type name")
+        self.cache_size = cache_size
+        self.idle_passivation = idle_passivation
+        self.clock = clock
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self.loads = 0
+
+    # -- cache -------------------------------------------------------------------------
+
+    def __contains__(self, address: str) -> bool:
+        return address in self._cache
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache)
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """Passivate every actor of partitions this worker no longer owns."""
+        gone = set(partitions)
+        for address in [a for a, c in self._cache.items() if c.partition in gone]:
+            del self._cache[address]
+
+    def forget(self, addresses: Iterable[str]) -> None:
+        for address in addresses:
+            self._cache.pop(address, None)
+
+    def passivate_idle(self) -> int:
+        """Drop actors idle for longer than ``idle_passivation`` seconds and trim the LRU."""
+        dropped = 0
+        if self.idle_passivation is not None:
+            cutoff = time.monotonic() - self.idle_passivation
+            while self._cache:
+                address, entry = next(iter(self._cache.items()))
+                if entry.used_at >= cutoff:
+                    break
+                del self._cache[address]
+                dropped += 1
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+            dropped += 1
+        return dropped
+
+    def _load(
+        self, kind: ActorKind, address: str, prefetched: LoadedStream | None = None
+    ) -> tuple[Actor, int]:
+        stream = prefetched or self.store.load(address, snapshot_type=kind.snapshot_type)
+        self.loads += 1
+        if stream.snapshot is not None:
+            try:
+                return kind.load(address, stream), stream.snapshot.originator_version
+            except _LOAD_ERRORS:
+                # A snapshot that no longer fits the state model (its shape changed without
+                # a new state_version) is only an optimisation: replay the events instead.
+                log.warning("snapshot of %s does not load; replaying its events", address)
+                stream = self.store.load(address)
+        return kind.load(address, stream), 0
+
+    def _actor(self, kind: ActorKind, address: str, partition: int, batch: BatchResult) -> Actor:
+        entry = self._cache.get(address)
+        if entry is None:
+            actor, snap = self._load(kind, address, batch.prefetched.pop(address, None))
+            batch.outbox.extend(actor.on_loaded())
+            entry = self._cache[address] = _Cached(actor, partition, snap, time.monotonic())
+        else:
+            self._cache.move_to_end(address)
+            entry.used_at = time.monotonic()
+            entry.partition = partition
+        return entry.actor
+
+    def _restore(self, kind: ActorKind, address: str, batch: BatchResult) -> Actor:
+        """Rebuild an actor a failed turn left half-changed: stored events + this batch's."""
+        stored = self.store.load(address, snapshot_type=kind.snapshot_type)
+        pending = [e for e in batch.commit.events if e.originator_id == address]
+        actor = kind.load(
+            address, LoadedStream(address, stored.snapshot, [*stored.events, *pending])
+        )
+        self._cache[address].actor = actor
+        return actor
+
+    def wake(self, partitions: Iterable[int], partition_of: Callable[[str], int]) -> list[Envelope]:
+        """Load the unfinished actors of newly owned partitions; return what they re-send."""
+        owned = set(partitions)
+        outgoing: list[Envelope] = []
+        for kind in self.kinds.values():
+            wanted = {
+                address: partition_of(address)
+                for address in kind.unfinished(self.store)
+                if address not in self._cache
+            }
+            wanted = {a: p for a, p in wanted.items() if p in owned}
+            streams = self._prefetch(dict.fromkeys(wanted, kind.snapshot_type))
+            for address, p in wanted.items():
+                actor, snap = self._load(kind, address, streams.get(address))
+                self._cache[address] = _Cached(actor, p, snap, time.monotonic())
+                outgoing.extend(actor.on_loaded())
+        return outgoing
+
+    def _prefetch(self, wanted: dict[str, str | None]) -> dict[str, LoadedStream]:
+        """Load many cold actors' streams in two queries; on bad data, load one by one.
+
+        Loading them one at a time would cost two round trips each; a stream whose data
+        cannot be decoded is left to the single load, which parks only its own message.
+        """
+        if len(wanted) < 2:
+            return {}
+        try:
+            return self.store.load_many(wanted)
+        except _LOAD_ERRORS:
+            log.warning("could not load %d streams together; loading them one by one", len(wanted))
+            return {}
+
+    def tick(self) -> list[Envelope]:
+        """Ask every cached actor for messages that have come due."""
+        now = self.clock()
+        outgoing: list[Envelope] = []
+        for entry in self._cache.values():
+            outgoing.extend(entry.actor.tick(now))
+        return outgoing
+
+    # -- batches -----------------------------------------------------------------------
+
+    def process(self, deliveries: Sequence[Delivery]) -> BatchResult:
+        batch = BatchResult(commit=Commit())
+        command_ids = [
+            d.envelope.command_id
+            for d in deliveries
+            if d.envelope is not None and d.envelope.kind != "reply"
+        ]
+        known = self.store.outcomes(command_ids)
+        cold: dict[str, str | None] = {}
+        for d in deliveries:
+            env = d.envelope
+            kind = self.kinds.get(env.actor_type) if env is not None else None
+            if env is None or kind is None or env.address in self._cache:
+                continue
+            if env.kind != "reply" and env.command_id in known:
+                continue  # a duplicate: answered from its outcome, its actor not needed
+            cold.setdefault(env.address, kind.snapshot_type)
+        batch.prefetched = self._prefetch(cold)
+        in_batch: dict[str, CommandOutcome] = {}
+        for d in deliveries:
+            batch.last_offsets[d.partition] = d.offset
+            if d.envelope is None:
+                batch.dead_letters.append((d, d.error or "undecodable message"))
+                continue
+            self._handle(d, d.envelope, batch, known, in_batch)
+        return batch
+
+    def _handle(
+        self,
+        d: Delivery,
+        env: Envelope,
+        batch: BatchResult,
+        known: dict[str, CommandOutcome],
+        in_batch: dict[str, CommandOutcome],
+    ) -> None:
+        now = self.clock()
+        is_command = env.kind != "reply"
+        if is_command:
+            prior = in_batch.get(env.command_id) or known.get(env.command_id)
+            if prior is not None:
+                if env.reply_to:
+                    batch.replies.append((env.reply_to, Reply.of(prior, env.correlation)))
+                return
+        kind = self.kinds.get(env.actor_type)
+        if kind is None or "/" not in env.address:
+            turn = Turn(
+                status="invalid", error=f"no actor type is registered as {env.actor_type!r}"
+            )
+            self._record(d, env, batch, in_batch, turn, 0, now)
+            return
+        try:
+            actor = self._actor(kind, env.address, d.partition, batch)
+        except _LOAD_ERRORS as exc:
+            # Its history cannot be read (an event class changed without an upcaster, an
+            # @apply method that raises): park the message, keep the partition flowing.
+            error = f"cannot load {env.address}: {type(exc).__name__}: {exc}"
+            self._record(
+                d,
+                env,
+                batch,
+                in_batch,
+                Turn(status="dead_lettered", error=error, crashed=True),
+                0,
+                now,
+            )
+            return
+        before = actor.version
+        turn = actor.handle(env, now)
+        if turn.status in ("rejected", "invalid", "dead_lettered") and actor.version != before:
+            actor = self._restore(kind, env.address, batch)
+            turn.events = []
+        self._record(d, env, batch, in_batch, turn, before, now)
+        if turn.events or turn.status is not None:
+            batch.touched[env.address] = actor.version
+        row = actor.visibility()
+        if row is not None and turn.events:
+            batch.commit.executions.append(row)
+
+    def _record(
+        self,
+        d: Delivery,
+        env: Envelope,
+        batch: BatchResult,
+        in_batch: dict[str, CommandOutcome],
+        turn: Turn,
+        version_before: int,
+        now: datetime,
+    ) -> None:
+        commit = batch.commit
+        for i, event in enumerate(turn.events, start=1):
+            commit.events.append(
+                RecordedEvent(
+                    originator_id=env.address,
+                    originator_version=version_before + i,
+                    event=event,
+                    timestamp=now,
+                    command_id=env.command_id,
+                )
+            )
+        batch.outbox.extend(turn.outbox)
+        if turn.crashed:
+            batch.dead_letters.append((d, turn.error or "handler crashed"))
+        if turn.status is None:
+            return
+        outcome = CommandOutcome(
+            command_id=env.command_id,
+            address=env.address,
+            command=env.name,
+            status=turn.status,
+            result=turn.result,
+            version=version_before + len(turn.events),
+            error=turn.error,
+            recorded_at=now,
+        )
+        commit.outcomes.append(outcome)
+        in_batch[env.command_id] = outcome
+        if env.reply_to:
+            batch.replies.append((env.reply_to, Reply.of(outcome, env.correlation)))
+
+    def committed(self, batch: BatchResult) -> None:
+        """The batch is durable: take the snapshots that are due, then trim the cache."""
+        due: list[Snapshot] = []
+        now = self.clock()
+        for address in batch.touched:
+            entry = self._cache.get(address)
+            if entry is None:
+                continue
+            kind = self.kinds[address.split("/", 1)[0]]
+            every = kind.snapshot_every
+            version = entry.actor.version
+            if not every or not kind.snapshot_type:
+                continue
+            if version // every > entry.snapshot_version // every:
+                state = entry.actor.snapshot_state()
+                if state is not None:
+                    due.append(Snapshot(address, version, kind.snapshot_type, state, now))
+                    entry.snapshot_version = version
+        if due:
+            try:
+                self.store.save_snapshots(due)
+            except Exception:  # snapshots are an optimisation; the events are committed
+                log.warning("could not save %d snapshots", len(due), exc_info=True)
+        self.passivate_idle()
+
+    def discard(self, batch: BatchResult) -> None:
+        """The batch did not commit: forget every actor it touched or loaded."""
+        self.forget(batch.touched)
+        self.forget({e.originator_id for e in batch.commit.events})

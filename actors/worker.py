@@ -1,0 +1,321 @@
+"""The worker loop: poll a batch, process it, commit it with its positions, then reply.
+
+Positions live in the event store, not in the broker: on assignment the worker seeks
+each partition to its tracked position, and each commit moves the position only from
+the value this worker last saw (a fenced tracking record). A worker that lost its
+partitions without noticing (a zombie) therefore fails to commit, forgets what it
+holds, and re-reads positions. Nothing is replied or sent before the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actors.envelopes import Envelope, Reply
+from actors.mailbox import Delivery, Mailbox, MailboxConsumer, position_name
+from actors.runtime import BatchResult, Runtime
+from eventstore import Commit, ConcurrencyConflictError, FencedTracking, StoreUnavailableError
+
+log = logging.getLogger("entityflow.worker")
+
+
+@dataclass
+class WorkerStats:
+    """Counters, and seconds spent per phase of the loop (where a batch cycle goes)."""
+
+    batches: int = 0
+    messages: int = 0
+    conflicts: int = 0
+    store_failures: int = 0
+    dead_letters: int = 0
+    log_resets: int = 0
+    poll_seconds: float = 0.0
+    process_seconds: float = 0.0
+    commit_seconds: float = 0.0
+    send_seconds: float = 0.0
+
+    def summary(self) -> str:
+        per = max(self.batches, 1)
+        return (
+            f"{self.messages} messages in {self.batches} batches "
+            f"({self.messages / per:.1f} per batch); ms per batch: "
+            f"poll {self.poll_seconds / per * 1000:.1f}, "
+            f"process {self.process_seconds / per * 1000:.1f}, "
+            f"commit {self.commit_seconds / per * 1000:.1f}, "
+            f"send {self.send_seconds / per * 1000:.1f}; "
+            f"{self.conflicts} lost races, {self.store_failures} store failures, "
+            f"{self.dead_letters} dead letters"
+        )
+
+
+@dataclass
+class _Position:
+    tracked: int | None
+    """The value in the store (what a commit must expect)."""
+    next_read: int
+    """The next offset to read from the partition."""
+
+
+class Worker:
+    """Drives one runtime from one mailbox consumer. One thread calls :meth:`run`."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        mailbox: Mailbox,
+        *,
+        group: str = "entityflow-workers",
+        max_batch: int = 500,
+        poll_timeout: float = 0.1,
+        retry_backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        on_batch: Callable[[BatchResult], None] | None = None,
+        tick_interval: float = 1.0,
+    ) -> None:
+        self.runtime = runtime
+        self.mailbox = mailbox
+        self.group = group
+        self.max_batch = max_batch
+        self.poll_timeout = poll_timeout
+        self.retry_backoff = retry_backoff
+        self.max_backoff = max_backoff
+        self.on_batch = on_batch
+        self.stats = WorkerStats()
+        self._positions: dict[int, _Position] = {}
+        self._stop = threading.Event()
+        self._consumer: MailboxConsumer | None = None
+        self._backoff = 0.0
+        self.tick_interval = tick_interval
+        self._next_tick = 0.0
+        self._to_wake: list[int] = []
+
+    # -- partition ownership -----------------------------------------------------------
+
+    @property
+    def owned(self) -> list[int]:
+        return sorted(self._positions)
+
+    def on_assigned(self, partitions: list[int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        for p in partitions:
+            self._positions[p] = self._resume(consumer, p)
+        self._to_wake.extend(partitions)
+        log.info("assigned partitions %s", partitions)
+
+    def on_revoked(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self._positions.pop(p, None)
+        self.runtime.forget_partitions(partitions)
+        log.info("revoked partitions %s", partitions)
+
+    def _resume(self, consumer: MailboxConsumer, partition: int) -> _Position:
+        """Seek to the tracked position; a position past the log's end means the log was reset."""
+        tracked = self._read_position(partition)
+        first, end = consumer.offsets(partition)
+        start = tracked if tracked is not None else first
+        if tracked is not None and (tracked > end or tracked < first):
+            # The broker lost its data (or retention passed us by): the log we tracked is
+            # gone. Start from what is there now; commits still fence on the old value.
+            log.warning(
+                "partition %s: tracked position %s is outside the log [%s, %s]; the log was "
+                "reset, resuming from %s",
+                partition,
+                tracked,
+                first,
+                end,
+                first,
+            )
+            self.stats.log_resets += 1
+            start = first
+        consumer.seek(partition, start)
+        return _Position(tracked, start)
+
+    def _read_position(self, partition: int) -> int | None:
+        while True:
+            try:
+                return self.runtime.store.position(position_name(self.mailbox, partition))
+            except StoreUnavailableError:
+                if self._stop.is_set():
+                    raise
+                log.warning("store unavailable while resuming partition %s; retrying", partition)
+                time.sleep(self.retry_backoff)
+
+    def _resync(self) -> None:
+        """After a lost race, forget everything and seek back to the stored positions."""
+        consumer = self._consumer
+        assert consumer is not None
+        self.runtime.forget_partitions(list(self._positions))
+        for p in list(self._positions):
+            self._positions[p] = self._resume(consumer, p)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._consumer is None:
+            self._consumer = self.mailbox.consumer(self.group, self)
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand and let go of its partitions."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        self.start()
+        try:
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        self.runtime.forget_partitions(list(self._positions))
+        self._positions.clear()
+
+    def step(self) -> int:
+        """One poll-process-commit cycle; returns the number of messages handled."""
+        self.start()
+        consumer = self._consumer
+        assert consumer is not None
+        if self._backoff:
+            self._stop.wait(self._backoff)
+        stats = self.stats
+        started = time.perf_counter()
+        deliveries = [
+            d
+            for d in consumer.poll(self.poll_timeout, self.max_batch)
+            if d.partition in self._positions
+        ]
+        self._housekeeping()
+        if not deliveries:
+            self.runtime.passivate_idle()
+            return 0
+        polled = time.perf_counter()
+        stats.poll_seconds += polled - started
+        try:
+            batch = self.runtime.process(deliveries)
+            self._dead_letter(batch)
+            batch.commit.positions.extend(self._advance(batch))
+            processed = time.perf_counter()
+            stats.process_seconds += processed - polled
+            self.runtime.store.commit(batch.commit)
+            stats.commit_seconds += time.perf_counter() - processed
+        except ConcurrencyConflictError as exc:
+            self.stats.conflicts += 1
+            log.warning("batch lost a race, re-reading positions: %s", exc)
+            self.runtime.forget_partitions(list(self._positions))
+            self._resync()
+            self._answer_from_store(deliveries)
+            return 0
+        except StoreUnavailableError as exc:
+            self.stats.store_failures += 1
+            self._backoff = min(self.max_backoff, max(self.retry_backoff, self._backoff * 2))
+            log.warning("store unavailable, retrying the batch in %.1fs: %s", self._backoff, exc)
+            self.runtime.forget_partitions(list(self._positions))
+            self._rewind(deliveries)
+            return 0
+        self._backoff = 0.0
+        for p, last in batch.last_offsets.items():
+            pos = self._positions[p]
+            pos.tracked = pos.next_read = last + 1
+        sending = time.perf_counter()
+        self.runtime.committed(batch)
+        self._after_commit(batch)
+        stats.send_seconds += time.perf_counter() - sending
+        stats.batches += 1
+        stats.messages += len(deliveries)
+        if self.on_batch is not None:
+            self.on_batch(batch)
+        return len(deliveries)
+
+    def _housekeeping(self) -> None:
+        """Wake unfinished actors of new partitions, and send what cached actors have due."""
+        outgoing: list[Envelope] = []
+        if self._to_wake:
+            owned = [p for p in self._to_wake if p in self._positions]
+            self._to_wake = []
+            try:
+                outgoing += self.runtime.wake(owned, self.mailbox.partition_of)
+            except StoreUnavailableError:
+                log.warning("store unavailable while waking partitions %s; will retry", owned)
+                self._to_wake.extend(owned)
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + self.tick_interval
+            outgoing += self.runtime.tick()
+        for envelope in outgoing:
+            self.mailbox.send(envelope)
+
+    def _answer_from_store(self, deliveries: list[Delivery]) -> None:
+        """Reply to commands of a lost race whose outcome is stored.
+
+        A race is also lost to oneself: a commit the server applied but whose answer never
+        arrived (the connection broke). The position then says the batch is done, so it is
+        not read again, and its callers would wait in vain; their outcomes are stored, so
+        answer them (a duplicate reply, if another worker answered too, is harmless).
+        """
+        asking = [
+            d.envelope
+            for d in deliveries
+            if d.envelope is not None and d.envelope.reply_to and d.envelope.kind != "reply"
+        ]
+        if not asking:
+            return
+        try:
+            known = self.runtime.store.outcomes([e.command_id for e in asking])
+        except StoreUnavailableError:
+            return
+        batch = BatchResult(commit=Commit())
+        for envelope in asking:
+            outcome = known.get(envelope.command_id)
+            if outcome is not None and envelope.reply_to:
+                batch.replies.append((envelope.reply_to, Reply.of(outcome, envelope.correlation)))
+        self._after_commit(batch)
+
+    def _advance(self, batch: BatchResult) -> list[FencedTracking]:
+        return [
+            FencedTracking(
+                application_name=position_name(self.mailbox, p),
+                notification_id=last + 1,
+                expected=self._positions[p].tracked,
+            )
+            for p, last in batch.last_offsets.items()
+        ]
+
+    def _rewind(self, deliveries: list[Delivery]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        for p in {d.partition for d in deliveries}:
+            consumer.seek(p, self._positions[p].next_read)
+
+    def _dead_letter(self, batch: BatchResult) -> None:
+        """Park poison messages before committing past them (at-least-once to the DLQ)."""
+        futures = [self.mailbox.dead_letter(d, error) for d, error in batch.dead_letters]
+        for f in futures:
+            f.result(timeout=30)
+        self.stats.dead_letters += len(futures)
+        for d, error in batch.dead_letters:
+            log.error("dead-lettered %s/%s@%s: %s", self.mailbox.name, d.partition, d.offset, error)
+
+    def _after_commit(self, batch: BatchResult) -> None:
+        by_route: dict[str, list[Reply]] = {}
+        for route, reply in batch.channel_replies():
+            by_route.setdefault(route, []).append(reply)
+        for route, replies in by_route.items():
+            self.mailbox.send_replies(route, replies)
+        # Sent, not awaited: the producer delivers within its linger time, and waiting for
+        # the broker's acknowledgements here would hold up the next poll. Nothing depends
+        # on them: outcomes are stored (a caller can ask), and a workflow re-sends a call
+        # that got no reply.
+        for envelope in batch.messages_after_commit():
+            self.mailbox.send(envelope)

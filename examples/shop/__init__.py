@@ -1,0 +1,31 @@
+"""The shop: accounts, inventory items and carts (and, with the saga layer, orders).
+
+Read ``accounts.py`` first; every entity follows the same shape: a state model, its
+events, command handlers that decide, and ``@apply`` methods that change the state.
+"""
+
+from examples.shop.accounts import Account, AccountState
+from examples.shop.carts import Cart, CartState
+from examples.shop.inventory import InventoryItem, InventoryState
+from examples.shop.orders import OrderInput, OrderLine, OrderResult, order_saga
+from examples.shop.reports import LowStockReport, StockLevel
+
+ENTITIES = (Account, InventoryItem, Cart)
+WORKFLOWS = (order_saga,)
+
+__all__ = [
+    "ENTITIES",
+    "WORKFLOWS",
+    "Account",
+    "AccountState",
+    "Cart",
+    "CartState",
+    "InventoryItem",
+    "InventoryState",
+    "LowStockReport",
+    "OrderInput",
+    "OrderLine",
+    "OrderResult",
+    "StockLevel",
+    "order_saga",
+]

@@ -1,0 +1,87 @@
+"""The order saga: reserve the stock, charge the account, confirm the cart.
+
+Each step that changes something runs inside a ``ctx.compensation(...)`` block that
+registers its undo *before* the step: if a later step is refused, or the order is
+cancelled, the undos run newest first (refund, then release the reservations). An undo
+whose step was itself refused is skipped, since that step changed nothing.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from examples.shop.accounts import Account, Money
+from examples.shop.carts import Cart
+from examples.shop.inventory import InventoryItem
+from sagas import Workflow, WorkflowContext, WorkflowView
+
+Id = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class OrderLine(BaseModel):
+    sku: Id
+    quantity: Annotated[int, Field(gt=0, le=1_000_000)]
+
+
+class OrderInput(BaseModel):
+    account_id: Id
+    cart_id: Id
+    lines: list[OrderLine] = Field(min_length=1, max_length=50)
+    amount: Money
+
+    @model_validator(mode="after")
+    def _one_line_per_sku(self) -> Self:
+        skus = [line.sku for line in self.lines]
+        if len(set(skus)) != len(skus):
+            raise ValueError("each SKU may appear on one line only")
+        return self
+
+
+class OrderResult(BaseModel):
+    order_id: str
+    charged: Decimal
+    balance: Decimal
+    cart_total: Decimal
+
+
+order_saga = Workflow(
+    "Order",
+    input=OrderInput,
+    output=OrderResult,
+    description="Reserve stock, charge the account, confirm the cart; compensate in reverse.",
+)
+
+
+@order_saga.run
+async def place_order(ctx: WorkflowContext, order: OrderInput) -> OrderResult:
+    reservation = ctx.workflow_id
+    ctx.memo["stage"] = "reserving"
+    for line in order.lines:
+        with ctx.compensation(InventoryItem, line.sku, "release", reservation_id=reservation):
+            await ctx.call(
+                InventoryItem,
+                line.sku,
+                "reserve",
+                reservation_id=reservation,
+                quantity=line.quantity,
+            )
+    ctx.memo["stage"] = "charging"
+    with ctx.compensation(Account, order.account_id, "deposit", amount=order.amount):
+        balance = await ctx.call(Account, order.account_id, "withdraw", amount=order.amount)
+    ctx.memo["stage"] = "confirming"
+    cart_total = await ctx.call(Cart, order.cart_id, "checkout")
+    ctx.memo["stage"] = "confirmed"
+    return OrderResult(
+        order_id=ctx.workflow_id, charged=order.amount, balance=balance, cart_total=cart_total
+    )
+
+
+@order_saga.query
+def stage(view: WorkflowView) -> str:
+    """Where the order is: reserving, charging, confirming, confirmed, or how it ended."""
+    if view.status in ("running", "parked"):
+        return str(view.memo.get("stage", "starting"))
+    return view.status
