@@ -1,0 +1,320 @@
+"""What workflow code may do: the context handed to ``run(ctx, input)`` and its awaitables.
+
+Everything a workflow awaits is a :class:`Pending` made by the context (a call, a signal,
+a gather); the engine drives the coroutine itself, without an event loop, so the same
+inputs always make the code take the same path. Time, randomness and ids come from the
+context, which takes them from the history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic_core import to_jsonable_python
+
+from actors import Entity, EntitySpec, check_entity_id
+from eventstore import JSONDict
+from sagas.errors import WorkflowError
+from sagas.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
+
+T = TypeVar("T")
+EntityRef = type[Entity[Any]] | str
+Decoder = Callable[[Any], Any]
+
+
+class Pending(Generic[T]):
+    """A value a workflow waits for. Await it; never create one yourself."""
+
+    __slots__ = ("_callbacks", "_done", "_error", "_value", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Pending[Any]], None]] = []
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def resolve(self, value: Any) -> None:
+        self._settle(value, None)
+
+    def fail(self, error: BaseException) -> None:
+        self._settle(None, error)
+
+    def _settle(self, value: Any, error: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done, self._value, self._error = True, value, error
+        callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
+            cb(self)
+
+    def on_done(self, cb: Callable[[Pending[Any]], None]) -> None:
+        if self._done:
+            cb(self)
+        else:
+            self._callbacks.append(cb)
+
+    def outcome(self) -> T:
+        if self._error is not None:
+            raise self._error
+        value: T = self._value
+        return value
+
+    def __await__(self) -> Generator[Pending[Any], None, T]:
+        while not self._done:
+            yield self
+        return self.outcome()
+
+    def __repr__(self) -> str:
+        state = "failed" if self.failed else "done" if self._done else "pending"
+        return f"<{self.what}: {state}>"
+
+
+class CallHandle(Pending[T]):
+    """A call that has been scheduled: await it for the entity's result."""
+
+    __slots__ = ("address", "command", "seq")
+
+    def __init__(self, seq: int, address: str, command: str) -> None:
+        super().__init__(f"call #{seq} {address}.{command}")
+        self.seq = seq
+        self.address = address
+        self.command = command
+
+
+class EngineView(Protocol):
+    """The part of the engine the context uses (so the context never imports it)."""
+
+    workflow_type: str
+    workflow_id: str
+    address: str
+    memo: dict[str, Any]
+    replaying: bool
+
+    def now(self) -> datetime: ...
+
+    def random_bits(self, bits: int) -> int: ...
+
+    def entity_spec(self, name: str) -> EntitySpec | None: ...
+
+    def schedule_call(
+        self,
+        address: str,
+        command: str,
+        args: JSONDict,
+        retry: RetryPolicy | None,
+        decode: Decoder,
+    ) -> CallHandle[Any]: ...
+
+    def register_compensation(
+        self, address: str, command: str, args: JSONDict, retry: RetryPolicy, guarded: bool
+    ) -> int: ...
+
+    def open_guard(self, index: int) -> None: ...
+
+    def close_guard(self, index: int) -> None: ...
+
+    def wait_signal(self, name: str) -> Pending[Any]: ...
+
+
+class CompensationScope:
+    """``with ctx.compensation(...):`` registers on entry and guards the calls inside.
+
+    The compensation is registered before the block runs. When the saga compensates,
+    it is skipped if none of the calls made inside the block took effect (each was
+    rejected, invalid or crashed): there is nothing to undo.
+    """
+
+    def __init__(
+        self, engine: EngineView, address: str, command: str, args: JSONDict, retry: RetryPolicy
+    ) -> None:
+        self._engine = engine
+        self._target = (address, command, args, retry)
+        self.index: int | None = None
+
+    def __enter__(self) -> CompensationScope:
+        address, command, args, retry = self._target
+        self.index = self._engine.register_compensation(address, command, args, retry, True)
+        self._engine.open_guard(self.index)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.index is not None:
+            self._engine.close_guard(self.index)
+
+
+class WorkflowContext:
+    """Handed to ``run(ctx, input)``: the only way workflow code touches the world."""
+
+    def __init__(self, engine: EngineView) -> None:
+        self._engine = engine
+
+    @property
+    def workflow_id(self) -> str:
+        return self._engine.workflow_id
+
+    @property
+    def workflow_type(self) -> str:
+        return self._engine.workflow_type
+
+    @property
+    def address(self) -> str:
+        return self._engine.address
+
+    @property
+    def memo(self) -> dict[str, Any]:
+        """JSON-able values the workflow wants its queries to see (rebuilt on replay)."""
+        return self._engine.memo
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the code re-runs recorded history (e.g. to skip logging twice)."""
+        return self._engine.replaying
+
+    # -- deterministic values -----------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The time the current input (start, reply, signal) was handled, from the history."""
+        return self._engine.now()
+
+    def random(self) -> float:
+        """A float in [0, 1) from a generator seeded in the history."""
+        return self._engine.random_bits(53) / (1 << 53)
+
+    def uuid4(self) -> uuid.UUID:
+        """A version-4 UUID drawn from the same seeded generator."""
+        return uuid.UUID(int=self._engine.random_bits(128), version=4)
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def call(
+        self,
+        entity: EntityRef,
+        entity_id: str,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        /,
+        *,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> CallHandle[Any]:
+        """Send ``command`` to an entity; await the handle for its result.
+
+        The call is scheduled at once (so several calls can run together, see
+        :meth:`gather`). A refusal raises :class:`~sagas.StepRejected` where it is
+        awaited; ``retry`` tries again (with a new command id) on refusals and crashes.
+        """
+        address, body, decode = self._target(entity, entity_id, command, {**(args or {}), **kwargs})
+        return self._engine.schedule_call(address, command, body, retry, decode)
+
+    def add_compensation(
+        self,
+        entity: EntityRef,
+        entity_id: str,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        /,
+        *,
+        retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY,
+        **kwargs: Any,
+    ) -> None:
+        """Register a compensation that runs, unconditionally, if the saga fails later.
+
+        Prefer :meth:`compensation` as a ``with`` block around the step it undoes: it is
+        skipped when that step did not take effect.
+        """
+        address, body, _ = self._target(entity, entity_id, command, {**(args or {}), **kwargs})
+        self._engine.register_compensation(address, command, body, retry, False)
+
+    def compensation(
+        self,
+        entity: EntityRef,
+        entity_id: str,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        /,
+        *,
+        retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY,
+        **kwargs: Any,
+    ) -> CompensationScope:
+        """``with ctx.compensation(Account, a, "deposit", amount=x): await ctx.call(...)``."""
+        address, body, _ = self._target(entity, entity_id, command, {**(args or {}), **kwargs})
+        return CompensationScope(self._engine, address, command, body, retry)
+
+    def wait_signal(self, name: str) -> Pending[Any]:
+        """Wait for the next signal ``name`` (signals that came earlier are buffered)."""
+        return self._engine.wait_signal(name)
+
+    def gather(self, *steps: Pending[Any]) -> Pending[list[Any]]:
+        """Wait for several calls or signals; their results in order, or the first failure.
+
+        All of them are waited for before a failure is raised, so none is left in flight.
+        """
+        for step in steps:
+            if not isinstance(step, Pending):
+                raise WorkflowError(
+                    f"ctx.gather takes calls and signals (ctx.call(...), ctx.wait_signal(...)), "
+                    f"got {step!r}"
+                )
+        gathered: Pending[list[Any]] = Pending(f"gather of {len(steps)}")
+
+        def check(_: Pending[Any]) -> None:
+            if gathered.done or not all(s.done for s in steps):
+                return
+            for s in steps:
+                if s.failed:
+                    try:
+                        s.outcome()
+                    except BaseException as exc:
+                        gathered.fail(exc)
+                        return
+            gathered.resolve([s.outcome() for s in steps])
+
+        if not steps:
+            gathered.resolve([])
+        for s in steps:
+            s.on_done(check)
+        return gathered
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _target(
+        self, entity: EntityRef, entity_id: str, command: str, args: Mapping[str, Any]
+    ) -> tuple[str, JSONDict, Decoder]:
+        """Validate a command against the entity's spec when it is known."""
+        if isinstance(entity, str):
+            spec = self._engine.entity_spec(entity)
+            type_name = entity
+        else:
+            spec = EntitySpec.of(entity)
+            type_name = spec.type_name
+        address = f"{type_name}/{check_entity_id(entity_id)}"
+        if spec is None:
+            body: JSONDict = to_jsonable_python(dict(args))
+            return address, body, _identity
+        handler = spec.command(command)
+        body = handler.parse(args).model_dump(mode="json")
+        adapter = handler.result_adapter
+        decode: Decoder = adapter.validate_python if adapter is not None else _identity
+        return address, body, decode
+
+
+def _identity(value: Any) -> Any:
+    return value

@@ -1,0 +1,402 @@
+"""The coordinator: each workflow execution is an actor at ``workflow:<Type>/<id>``.
+
+It runs on the same mailbox and workers as the entities, through the runtime's generic
+actor protocol (``actors.kinds``). An execution lives in the worker's cache between
+steps: a reply is fed to its engine in memory, and the reply plus the decisions it
+causes are committed as one batch of history events. Only after eviction or a restart
+is it rebuilt by replaying its history through the current code.
+
+Calls are the outbox: each is recorded (``wf.CallScheduled``) before it is sent, and
+sent only after the commit. Whatever has no reply is re-sent when the execution is
+loaded and, while it is cached, whenever a reply is overdue (the broker may have lost
+it); entities deduplicate by the call's deterministic command id.
+
+A replay that diverges parks the execution: nothing is written but a ``wf.Parked``
+annotation; it takes no signals until code that replays its history is deployed, and it
+resumes by itself the next time it is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from actors import Entity, EntitySpec, Envelope, Turn
+from eventstore import DomainEvent, EventRegistry, ExecutionRow, JSONDict, LoadedStream, Store
+from sagas.definition import AnyWorkflow, split_address
+from sagas.engine import Call, Engine, describe, replay
+from sagas.errors import (
+    InvalidWorkflowInputError,
+    NonDeterminismError,
+    ReplayError,
+    UnknownWorkflowError,
+)
+from sagas.history import (
+    HISTORY_EVENTS,
+    CallCompleted,
+    CallScheduled,
+    CancelRequested,
+    InputEvent,
+    Parked,
+    Resumed,
+    SignalReceived,
+    Started,
+)
+from sagas.record import UNFINISHED_STATUSES, ExecutionRecord
+
+log = logging.getLogger("entityflow.sagas")
+ACTOR_ROUTE = "actor:"
+
+
+@dataclass
+class CoordinatorStats:
+    """Counters a test or a metrics endpoint can read."""
+
+    loads: int = 0
+    replays: int = 0
+    resends: int = 0
+    parks: int = 0
+
+
+def start_command_id(address: str) -> str:
+    return f"{address}#start"
+
+
+def cancel_command_id(address: str) -> str:
+    return f"{address}#cancel"
+
+
+class WorkflowKind:
+    """The actor kind of one workflow type: pass it to ``Host(..., kinds=[...])``."""
+
+    def __init__(
+        self,
+        definition: AnyWorkflow,
+        *,
+        entities: Sequence[type[Entity[Any]]] = (),
+        resend_after: float = 30.0,
+    ) -> None:
+        definition.check()
+        self.definition = definition
+        self.entities = {s.type_name: s for s in (EntitySpec.of(e) for e in entities)}
+        self.resend_after = timedelta(seconds=resend_after)
+        self._registry = EventRegistry(HISTORY_EVENTS)
+        self.stats = CoordinatorStats()
+
+    @property
+    def type_name(self) -> str:
+        return self.definition.type_name
+
+    @property
+    def snapshot_type(self) -> str | None:
+        return None
+
+    @property
+    def snapshot_every(self) -> int | None:
+        return None
+
+    @property
+    def registry(self) -> EventRegistry:
+        return self._registry
+
+    def load(self, address: str, stream: LoadedStream) -> WorkflowActor:
+        self.stats.loads += 1
+        return WorkflowActor.from_history(self, address, stream)
+
+    def unfinished(self, store: Store) -> list[str]:
+        """Every running, compensating or parked execution.
+
+        Those with unanswered calls must be woken to send them again; the others are
+        woken too, so that code that no longer replays them is found (and they are
+        parked) when it is deployed rather than when their next signal comes.
+        """
+        found: list[str] = []
+        page = 500
+        for status in UNFINISHED_STATUSES:
+            after: str | None = None
+            while True:
+                rows = store.executions(
+                    workflow_type=self.definition.name, status=status, limit=page, after=after
+                )
+                found.extend(r.address for r in rows)
+                if len(rows) < page:
+                    break
+                after = rows[-1].address
+        return found
+
+    def __repr__(self) -> str:
+        return f"WorkflowKind({self.definition.name!r})"
+
+
+class WorkflowActor:
+    """One execution as the runtime drives it."""
+
+    def __init__(self, kind: WorkflowKind, address: str) -> None:
+        self.kind = kind
+        self._address = address
+        self._version = 0
+        workflow_type, workflow_id = split_address(address)
+        self.record = ExecutionRecord(address, workflow_type, workflow_id)
+        self.engine: Engine | None = None
+        self.divergence: ReplayError | None = None
+        self._sent: dict[str, datetime | None] = {}
+
+    @classmethod
+    def from_history(cls, kind: WorkflowKind, address: str, stream: LoadedStream) -> WorkflowActor:
+        actor = cls(kind, address)
+        actor._version = stream.version
+        try:
+            for rec in stream.events:
+                actor.record.apply(rec.event, rec.timestamp)
+            if actor.record.started and not actor.record.final:
+                kind.stats.replays += 1
+                actor.engine = replay(kind.definition, address, stream.events, kind.entities)
+        except ReplayError as exc:
+            log.error("%s", exc)
+            actor.divergence = exc
+        except Exception as exc:  # a history this code cannot read: park, never stop the worker
+            log.exception("%s: cannot rebuild the execution", address)
+            actor.divergence = ReplayError(
+                address, f"cannot rebuild the execution: {describe(exc)}"
+            )
+        return actor
+
+    # -- the Actor protocol -----------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def handle(self, envelope: Envelope, now: datetime) -> Turn:
+        try:
+            return self._handle(envelope, now)
+        except Exception as exc:
+            # A bug in the engine (or in code it runs outside the coroutine): park rather
+            # than stop the worker; nothing of this message is recorded.
+            log.exception("%s: internal error on %s %s", self.address, envelope.kind, envelope.name)
+            self.engine = None
+            self.divergence = ReplayError(
+                self.address,
+                f"internal error while handling {envelope.kind} {envelope.name!r}: {describe(exc)}",
+            )
+            return Turn(
+                status=None if envelope.kind == "reply" else "rejected",
+                error=str(self.divergence),
+                outbox=[self._control("park")],
+            )
+
+    def snapshot_state(self) -> JSONDict | None:
+        return None
+
+    def visibility(self) -> ExecutionRow | None:
+        return self.record.row() if self.record.started else None
+
+    def on_loaded(self) -> list[Envelope]:
+        if self.divergence is not None:
+            return [] if self.record.parked is not None else [self._control("park")]
+        out = [self._control("resume")] if self.record.parked is not None else []
+        if self.engine is not None:
+            for call in self.engine.in_flight():
+                if call.not_before is None:
+                    out.append(self._call_envelope(call))
+                    self._sent[call.command_id] = None
+        if out:
+            log.info(
+                "%s: loaded with %d unanswered call(s); sending them again", self.address, len(out)
+            )
+        return out
+
+    def tick(self, now: datetime) -> list[Envelope]:
+        if self.engine is None or self.divergence is not None:
+            return []
+        out: list[Envelope] = []
+        for call in self.engine.in_flight():
+            if call.not_before is not None and now < call.not_before:
+                continue
+            if call.command_id not in self._sent:
+                out.append(self._call_envelope(call))
+            else:
+                sent = self._sent[call.command_id]
+                if sent is None:
+                    self._sent[call.command_id] = now
+                    continue
+                if now - sent < self.kind.resend_after:
+                    continue
+                self.kind.stats.resends += 1
+                log.info("%s: no reply to %s yet, sending it again", self.address, call.command_id)
+                out.append(self._call_envelope(call))
+            self._sent[call.command_id] = now
+        return out
+
+    # -- messages ---------------------------------------------------------------------
+
+    def _handle(self, env: Envelope, now: datetime) -> Turn:
+        if env.kind == "reply":
+            return self._on_reply(env, now)
+        if env.kind == "signal":
+            return self._on_signal(env, now)
+        if env.kind == "control":
+            handler = self._controls().get(env.name)
+            if handler is not None:
+                return handler(env, now)
+        return Turn(
+            status="invalid",
+            error=f"a workflow takes start, cancel, signals and replies, not {env.kind} "
+            f"{env.name!r}",
+        )
+
+    def _controls(self) -> dict[str, Callable[[Envelope, datetime], Turn]]:
+        return {
+            "start": self._on_start,
+            "cancel": self._on_cancel,
+            "park": self._on_park,
+            "resume": self._on_resume,
+        }
+
+    def _on_start(self, env: Envelope, now: datetime) -> Turn:
+        if self.record.started:
+            return Turn(result=self._started_result())
+        try:
+            body = self.kind.definition.encode_input(env.args.get("input"))
+        except InvalidWorkflowInputError as exc:
+            return Turn(status="invalid", error=str(exc))
+        self.engine = Engine(self.kind.definition, self.address, self.kind.entities)
+        event = Started(at=now, input=body, seed=secrets.randbits(63))
+        return self._feed(event, now, status="applied")
+
+    def _on_reply(self, env: Envelope, now: datetime) -> Turn:
+        reply, engine = env.reply, self.engine
+        if reply is None or engine is None or self.divergence is not None:
+            return Turn(status=None)
+        seq, _, attempt = (env.correlation or "").partition(".")
+        if not (seq.isdigit() and attempt.isdigit()):
+            return Turn(status=None)
+        if not engine.accepts_reply(int(seq), int(attempt), reply.address):
+            return Turn(status=None)
+        self._sent.pop(reply.command_id, None)
+        event = CallCompleted(
+            at=now,
+            seq=int(seq),
+            attempt=int(attempt),
+            status=reply.status,
+            result=reply.result,
+            error=reply.error,
+            version=reply.version,
+        )
+        return self._feed(event, now, status=None)
+
+    def _on_signal(self, env: Envelope, now: datetime) -> Turn:
+        refused = self._refusal("signals")
+        if refused is not None:
+            return refused
+        assert self.engine is not None
+        if self.engine.phase != "running":
+            return Turn(
+                status="rejected",
+                error=f"{self.address} is {self.engine.phase}; it takes no more signals",
+            )
+        try:
+            payload = self.kind.definition.encode_signal(env.name, env.args.get("payload"))
+        except (UnknownWorkflowError, InvalidWorkflowInputError) as exc:
+            return Turn(status="invalid", error=str(exc))
+        return self._feed(SignalReceived(at=now, name=env.name, payload=payload), now, "applied")
+
+    def _on_cancel(self, env: Envelope, now: datetime) -> Turn:
+        refused = self._refusal("cancellation")
+        if refused is not None:
+            return refused
+        assert self.engine is not None
+        if self.engine.phase not in ("running", "finishing"):
+            return Turn(result={"status": self.record.status})
+        reason = str(env.args.get("reason") or "")[:500]
+        return self._feed(CancelRequested(at=now, reason=reason), now, status="applied")
+
+    def _on_park(self, env: Envelope, now: datetime) -> Turn:
+        div = self.divergence
+        if div is None or self.record.parked is not None:
+            return Turn()
+        self.kind.stats.parks += 1
+        fields: dict[str, Any] = {"error": str(div)}
+        if isinstance(div, NonDeterminismError):
+            fields.update(step=div.step, expected=div.expected, actual=div.actual)
+        event = Parked(**fields)
+        self._apply([event], now)
+        return Turn(events=[event])
+
+    def _on_resume(self, env: Envelope, now: datetime) -> Turn:
+        if self.divergence is not None or self.record.parked is None:
+            return Turn()
+        event = Resumed()
+        self._apply([event], now)
+        return Turn(events=[event])
+
+    def _refusal(self, what: str) -> Turn | None:
+        if not self.record.started:
+            return Turn(status="rejected", error=f"{self.address} has not been started")
+        if self.divergence is not None:
+            return Turn(
+                status="rejected",
+                error=f"{self.address} is parked and takes no {what}: {self.divergence}",
+            )
+        if self.record.final or self.engine is None:
+            return Turn(
+                status="rejected",
+                error=f"{self.address} has already finished ({self.record.status})",
+            )
+        return None
+
+    def _started_result(self) -> JSONDict:
+        return {"workflow_id": self.record.workflow_id, "status": self.record.status}
+
+    # -- recording ----------------------------------------------------------------------
+
+    def _feed(self, event: InputEvent, now: datetime, status: Any) -> Turn:
+        engine = self.engine
+        assert engine is not None
+        decisions = engine.feed(event)
+        events: list[DomainEvent] = [event, *decisions]
+        self._apply(events, now)
+        outbox: list[Envelope] = []
+        for decision in decisions:
+            if not isinstance(decision, CallScheduled):
+                continue
+            if decision.not_before is not None and decision.not_before > now:
+                continue
+            call = engine.calls[decision.seq]
+            if call.command_id == decision.command_id and call.status is None:
+                outbox.append(self._call_envelope(call))
+                self._sent[call.command_id] = now
+        result = self._started_result() if isinstance(event, Started) else None
+        return Turn(events=events, status=status, result=result, outbox=outbox)
+
+    def _apply(self, events: Sequence[DomainEvent], now: datetime) -> None:
+        for event in events:
+            self.record.apply(event, now)
+        self._version += len(events)
+
+    def _call_envelope(self, call: Call) -> Envelope:
+        return Envelope(
+            command_id=call.command_id,
+            address=call.address,
+            kind="update",
+            name=call.command,
+            args=call.args,
+            reply_to=f"{ACTOR_ROUTE}{self.address}",
+            correlation=call.correlation,
+        )
+
+    def _control(self, name: str) -> Envelope:
+        return Envelope(
+            command_id=f"{self.address}#{name}@{self._version}",
+            address=self.address,
+            kind="control",
+            name=name,
+        )

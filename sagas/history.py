@@ -1,0 +1,219 @@
+"""The events of a workflow execution's history, with stable ``wf.*`` type names.
+
+A history has three sorts of events:
+
+- **inputs** come from outside the code and are fed to it on replay: the start, a
+  call's reply, a signal, a cancellation request;
+- **decisions** are what the code (and the saga machinery) did in answer: calls
+  scheduled, compensations registered or skipped, the switch to compensating, the end;
+- **annotations** say something about the execution without being part of its logic
+  (parked after a failed replay, resumed); replay passes over them.
+
+Every input carries ``at``, the time it was handled: ``ctx.now()`` is the ``at`` of the
+input being processed, so replay sees the same clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from eventstore import DomainEvent, JSONDict
+from sagas.retry import RetryPolicy
+
+
+class WorkflowEvent(DomainEvent):
+    """Base class of workflow history events (never stored itself)."""
+
+
+class InputEvent(WorkflowEvent):
+    at: datetime
+
+
+class Decision(WorkflowEvent):
+    """Something the code decided; replay compares these with what the code does now."""
+
+    def signature(self) -> tuple[Any, ...]:
+        """What must be equal between the history and a replay (no free text, no times)."""
+        return (self.event_type,)
+
+    def describe(self) -> str:
+        return self.event_type.removeprefix("wf.")
+
+
+class Annotation(WorkflowEvent):
+    """Not part of the execution's logic; replay skips it."""
+
+
+# -- inputs ------------------------------------------------------------------------------
+
+
+class Started(InputEvent):
+    event_type = "wf.Started"
+    input: Any
+    seed: int
+
+
+class CallCompleted(InputEvent):
+    event_type = "wf.CallCompleted"
+    seq: int
+    attempt: int
+    status: str
+    result: Any = None
+    error: str | None = None
+    version: int | None = None
+
+
+class SignalReceived(InputEvent):
+    event_type = "wf.SignalReceived"
+    name: str
+    payload: Any = None
+
+
+class CancelRequested(InputEvent):
+    event_type = "wf.CancelRequested"
+    reason: str = ""
+
+
+# -- decisions ---------------------------------------------------------------------------
+
+
+class CallScheduled(Decision):
+    """A command to an entity, recorded before it is sent (the outbox).
+
+    ``compensation`` is the index of the compensation this call runs (None for a forward
+    step); ``guards`` the compensations whose ``with`` blocks were open when it was made.
+    """
+
+    event_type = "wf.CallScheduled"
+    seq: int
+    attempt: int = 1
+    address: str
+    command: str
+    args: JSONDict
+    command_id: str
+    compensation: int | None = None
+    guards: list[int] = []
+    retry: RetryPolicy | None = None
+    not_before: datetime | None = None
+
+    def signature(self) -> tuple[Any, ...]:
+        return (
+            self.event_type,
+            self.seq,
+            self.attempt,
+            self.address,
+            self.command,
+            self.args,
+            self.compensation,
+        )
+
+    def describe(self) -> str:
+        what = "compensation call" if self.compensation is not None else "call"
+        retry = f" (attempt {self.attempt})" if self.attempt > 1 else ""
+        return f"{what} #{self.seq} {self.address}.{self.command}({_args(self.args)}){retry}"
+
+
+class CompensationRegistered(Decision):
+    event_type = "wf.CompensationRegistered"
+    index: int
+    address: str
+    command: str
+    args: JSONDict
+    retry: RetryPolicy
+    guarded: bool = False
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.index, self.address, self.command, self.args, self.guarded)
+
+    def describe(self) -> str:
+        return f"compensation #{self.index} {self.address}.{self.command}({_args(self.args)})"
+
+
+class CompensationSkipped(Decision):
+    event_type = "wf.CompensationSkipped"
+    index: int
+    reason: str
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.index)
+
+    def describe(self) -> str:
+        return f"skipping compensation #{self.index}"
+
+
+class Compensating(Decision):
+    """The code failed or was cancelled: compensations run from here, newest first."""
+
+    event_type = "wf.Compensating"
+    error: str
+    cancelled: bool = False
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.cancelled)
+
+    def describe(self) -> str:
+        return "cancellation" if self.cancelled else f"failure ({self.error})"
+
+
+class Completed(Decision):
+    event_type = "wf.Completed"
+    result: Any = None
+
+    def describe(self) -> str:
+        return "completion"
+
+
+class Compensated(Decision):
+    event_type = "wf.Compensated"
+    error: str
+
+    def describe(self) -> str:
+        return "the end of compensation"
+
+
+class Failed(Decision):
+    """A compensation could not finish within its retry budget: a person must look."""
+
+    event_type = "wf.Failed"
+    error: str
+    compensation: str
+
+    def describe(self) -> str:
+        return f"failure of {self.compensation}"
+
+
+# -- annotations -------------------------------------------------------------------------
+
+
+class Parked(Annotation):
+    event_type = "wf.Parked"
+    error: str
+    step: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+
+
+class Resumed(Annotation):
+    event_type = "wf.Resumed"
+
+
+HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
+    Started,
+    CallCompleted,
+    SignalReceived,
+    CancelRequested,
+    CallScheduled,
+    CompensationRegistered,
+    CompensationSkipped,
+    Compensating,
+    Completed,
+    Compensated,
+    Failed,
+    Parked,
+    Resumed,
+)
+
+
+def _args(args: JSONDict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())

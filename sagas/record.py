@@ -1,0 +1,351 @@
+"""What an execution looks like from outside: its status, steps and compensations.
+
+:class:`ExecutionRecord` folds the history without running any workflow code, so the
+status of an execution is readable even when its code no longer replays (parked). The
+coordinator keeps one per live execution and writes its visibility row from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from eventstore import DomainEvent, ExecutionRow, JSONDict
+from sagas.history import (
+    CallCompleted,
+    CallScheduled,
+    CancelRequested,
+    Compensated,
+    Compensating,
+    CompensationRegistered,
+    CompensationSkipped,
+    Completed,
+    Failed,
+    Parked,
+    Resumed,
+    SignalReceived,
+    Started,
+)
+
+ExecutionState = Literal[
+    "pending", "running", "compensating", "completed", "compensated", "failed", "parked"
+]
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "compensated", "failed"})
+UNFINISHED_STATUSES: tuple[str, ...] = ("running", "compensating", "parked")
+
+
+class StepInfo(BaseModel):
+    """One call the execution made (a forward step or a compensation)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    address: str
+    command: str
+    args: JSONDict
+    compensation: int | None = None
+    status: str = "pending"
+    attempts: int = 1
+    command_id: str
+    result: Any = None
+    error: str | None = None
+
+
+class CompensationInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    name: str
+    address: str
+    command: str
+    args: JSONDict
+    guarded: bool
+    status: Literal["registered", "moot", "running", "done", "skipped", "failed"]
+    attempts: int = 0
+    error: str | None = None
+
+
+class ParkInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    error: str
+    step: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+
+
+class ExecutionStatus(BaseModel):
+    """The status of one execution: ``GET /workflows/{type}/{id}``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_type: str
+    workflow_id: str
+    status: ExecutionState
+    input: Any = None
+    result: Any = None
+    error: str | None = None
+    failed_compensation: str | None = None
+    cancelled: bool = False
+    parked: ParkInfo | None = None
+    steps_done: int = 0
+    steps: list[StepInfo] = []
+    compensations: list[CompensationInfo] = []
+    compensations_pending: list[str] = []
+    signals_received: int = 0
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    """What a workflow query sees: a read-only copy of the execution."""
+
+    workflow_id: str
+    status: str
+    input: Any
+    result: Any
+    error: str | None
+    memo: dict[str, Any]
+    steps_done: int
+    compensations_pending: list[str]
+
+
+class ExecutionRecord:
+    """A fold of one execution's history into its status."""
+
+    def __init__(self, address: str, workflow_type: str, workflow_id: str) -> None:
+        self.address = address
+        self.workflow_type = workflow_type
+        self.workflow_id = workflow_id
+        self.logical: ExecutionState = "pending"
+        self.parked: ParkInfo | None = None
+        self.input: Any = None
+        self.result: Any = None
+        self.error: str | None = None
+        self.failed_compensation: str | None = None
+        self.cancelled = False
+        self.steps: dict[int, dict[str, Any]] = {}
+        self.compensations: dict[int, dict[str, Any]] = {}
+        self.signals = 0
+        self.started_at: datetime | None = None
+        self.updated_at: datetime | None = None
+        self.version = 0
+
+    @property
+    def started(self) -> bool:
+        return self.logical != "pending"
+
+    @property
+    def status(self) -> ExecutionState:
+        return "parked" if self.parked is not None else self.logical
+
+    @property
+    def final(self) -> bool:
+        return self.logical in FINAL_STATUSES
+
+    def apply(self, event: DomainEvent, at: datetime) -> None:
+        self.version += 1
+        self.updated_at = at
+        fold = _FOLDS.get(type(event))
+        if fold is not None:
+            fold(self, event)
+
+    def _started(self, event: Started) -> None:
+        self.logical, self.input, self.started_at = "running", event.input, event.at
+
+    def _completed_call(self, event: CallCompleted) -> None:
+        step = self.steps[event.seq]
+        step.update(status=event.status, result=event.result, error=event.error)
+        comp = self.compensations.get(step["compensation"] or 0)
+        if comp is not None:
+            comp["status"] = "done" if event.status == "applied" else comp["status"]
+            comp["error"] = event.error
+
+    def _signal(self, event: SignalReceived) -> None:
+        self.signals += 1
+
+    def _cancel(self, event: CancelRequested) -> None:
+        self.cancelled = True
+
+    def _registered(self, event: CompensationRegistered) -> None:
+        self.compensations[event.index] = {
+            "index": event.index,
+            "name": f"{event.address}.{event.command}",
+            "address": event.address,
+            "command": event.command,
+            "args": event.args,
+            "guarded": event.guarded,
+            "status": "registered",
+            "attempts": 0,
+            "error": None,
+            "calls": [],
+        }
+
+    def _skipped(self, event: CompensationSkipped) -> None:
+        self.compensations[event.index]["status"] = "skipped"
+
+    def _compensating(self, event: Compensating) -> None:
+        self.logical, self.error = "compensating", event.error
+
+    def _completed(self, event: Completed) -> None:
+        self.logical, self.result = "completed", event.result
+
+    def _compensated(self, event: Compensated) -> None:
+        self.logical, self.error = "compensated", event.error
+
+    def _failed(self, event: Failed) -> None:
+        self.logical, self.error = "failed", event.error
+        self.failed_compensation = event.compensation
+        for comp in self.compensations.values():
+            if comp["status"] == "running":
+                comp["status"] = "failed"
+
+    def _parked(self, event: Parked) -> None:
+        self.parked = ParkInfo(
+            error=event.error, step=event.step, expected=event.expected, actual=event.actual
+        )
+
+    def _resumed(self, event: Resumed) -> None:
+        self.parked = None
+
+    def _scheduled(self, event: CallScheduled) -> None:
+        step = self.steps.get(event.seq)
+        if step is None:
+            self.steps[event.seq] = {
+                "seq": event.seq,
+                "address": event.address,
+                "command": event.command,
+                "args": event.args,
+                "compensation": event.compensation,
+                "status": "pending",
+                "attempts": event.attempt,
+                "command_id": event.command_id,
+                "result": None,
+                "error": None,
+            }
+        else:
+            step.update(status="pending", attempts=event.attempt, command_id=event.command_id)
+        for g in event.guards:
+            self.compensations[g]["calls"].append(event.seq)
+        comp = self.compensations.get(event.compensation or 0)
+        if comp is not None:
+            comp["status"], comp["attempts"] = "running", event.attempt
+
+    # -- views ---------------------------------------------------------------------------
+
+    def _comp_status(self, comp: dict[str, Any]) -> str:
+        """A guarded compensation none of whose calls can have taken effect is moot."""
+        status: str = comp["status"]
+        if status == "registered" and comp["guarded"]:
+            outcomes = [self.steps[s]["status"] for s in comp["calls"]]
+            if all(o not in ("applied", "pending") for o in outcomes):
+                return "moot"
+        return status
+
+    def pending_compensations(self) -> list[str]:
+        if self.logical in ("completed", "compensated"):
+            return []
+        return [
+            f"#{c['index']} {c['name']}"
+            for c in reversed(self.compensations.values())
+            if self._comp_status(c) in ("registered", "running", "failed")
+        ]
+
+    @property
+    def in_flight(self) -> int:
+        """Calls without a final answer yet (sent, or waiting to be tried again)."""
+        return sum(1 for s in self.steps.values() if s["status"] == "pending")
+
+    @property
+    def steps_done(self) -> int:
+        return sum(
+            1 for s in self.steps.values() if s["compensation"] is None and s["status"] == "applied"
+        )
+
+    def view(self) -> ExecutionStatus:
+        return ExecutionStatus(
+            workflow_type=self.workflow_type,
+            workflow_id=self.workflow_id,
+            status=self.status,
+            input=self.input,
+            result=self.result,
+            error=self.error,
+            failed_compensation=self.failed_compensation,
+            cancelled=self.cancelled,
+            parked=self.parked,
+            steps_done=self.steps_done,
+            steps=[StepInfo(**s) for s in self.steps.values()],
+            compensations=[
+                CompensationInfo(
+                    **{k: v for k, v in c.items() if k != "calls"}
+                    | {"status": self._comp_status(c)}
+                )
+                for c in self.compensations.values()
+            ],
+            compensations_pending=self.pending_compensations(),
+            signals_received=self.signals,
+            started_at=self.started_at,
+            updated_at=self.updated_at,
+            version=self.version,
+        )
+
+    def query_view(self, memo: dict[str, Any]) -> WorkflowView:
+        return WorkflowView(
+            workflow_id=self.workflow_id,
+            status=self.status,
+            input=self.input,
+            result=self.result,
+            error=self.error,
+            memo=memo,
+            steps_done=self.steps_done,
+            compensations_pending=self.pending_compensations(),
+        )
+
+    def row(self) -> ExecutionRow:
+        summary: JSONDict = {
+            "steps_done": self.steps_done,
+            "compensations_pending": len(self.pending_compensations()),
+            "in_flight": self.in_flight,
+        }
+        if self.error is not None:
+            summary["error"] = self.error[:500]
+        if self.failed_compensation is not None:
+            summary["failed_compensation"] = self.failed_compensation
+        if self.parked is not None:
+            summary["parked"] = self.parked.error[:500]
+        return ExecutionRow(
+            address=self.address,
+            workflow_type=self.workflow_type,
+            workflow_id=self.workflow_id,
+            status=self.status,
+            updated_at=self.updated_at or self.started_at or _epoch(),
+            started_at=self.started_at,
+            summary=summary,
+        )
+
+
+_FOLDS: dict[type[DomainEvent], Callable[[ExecutionRecord, Any], None]] = {
+    Started: ExecutionRecord._started,
+    CallScheduled: ExecutionRecord._scheduled,
+    CallCompleted: ExecutionRecord._completed_call,
+    SignalReceived: ExecutionRecord._signal,
+    CancelRequested: ExecutionRecord._cancel,
+    CompensationRegistered: ExecutionRecord._registered,
+    CompensationSkipped: ExecutionRecord._skipped,
+    Compensating: ExecutionRecord._compensating,
+    Completed: ExecutionRecord._completed,
+    Compensated: ExecutionRecord._compensated,
+    Failed: ExecutionRecord._failed,
+    Parked: ExecutionRecord._parked,
+    Resumed: ExecutionRecord._resumed,
+}
+
+
+def _epoch() -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC)
