@@ -1,0 +1,303 @@
+"""The ``entityflow`` command line: one function per subcommand.
+
+``entityflow worker`` runs a worker process; ``serve`` and ``dev`` run the API (the latter
+with the embedded broker and a worker in the same process). Each subcommand is a
+``cmd_<name>(args)`` function registered in ``_parser``; errors are printed as one plain
+sentence that says what to do next, and the exit code is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from api.app import AppParts, broker_check, create_app
+from api.asyncapi import stream_schemas_json
+from api.server import serve
+from api.settings import Settings
+from api.wiring import (
+    DomainLoadError,
+    build_host,
+    build_relay,
+    domain_registry,
+    kafka_settings,
+    load_domain,
+    open_mailbox,
+)
+from eventstore import EventRegistry, EventStoreError
+from eventstore.embedded_broker import EmbeddedBroker
+from eventstore.relay import Relay, StreamTopics
+from eventstore.stream_tail import StreamFilter, TailOptions, tail
+
+log = logging.getLogger("entityflow.cli")
+DEFAULT_DOMAIN = "examples.shop"
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # kafka-python logs every failed connection attempt; entityflow says it once, plainly.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> threading.Event:
+    stopped = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, finishing the batch in hand", signal.Signals(signum).name)
+        stopped.set()
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stopped
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Join the worker group and process the partitions Kafka assigns to this process."""
+    settings = _settings()
+    _setup_logging(settings)
+    domain = load_domain(args.domain)
+    mailbox = open_mailbox(settings, args.bootstrap_servers)
+    host = build_host(settings, domain, mailbox=mailbox)
+    relay = _worker_relay(settings, host.store.registry, args.bootstrap_servers)
+    worker = host.worker
+    _stop_on_signals(worker.stop)
+    print(
+        f"entityflow worker: store {host.store.url}, mailbox {mailbox.name}, "
+        f"group {settings.worker_group}; Ctrl-C to stop",
+        flush=True,
+    )
+    try:
+        worker.run()
+    finally:
+        _close_relay(relay)
+        host.client.close()
+        mailbox.close()
+        host.store.close()
+    print(f"entityflow worker stopped: {worker.stats.summary()}", flush=True)
+    return 0
+
+
+def _port(args: argparse.Namespace, settings: Settings) -> int:
+    return int(args.port if args.port is not None else settings.api_port)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP API alone, against the configured store and Kafka cluster."""
+    settings = _settings()
+    _setup_logging(settings)
+    if args.bootstrap_servers:
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": args.bootstrap_servers})
+    app = create_app(settings, load_domain(args.domain))
+    host, port = args.host or settings.api_host, _port(args, settings)
+    print(
+        f"entityflow serve: API on http://{host}:{port} (docs: http://{host}:{port}/docs); "
+        f"store {settings.store}, Kafka {settings.kafka_bootstrap_servers}; Ctrl-C to stop",
+        flush=True,
+    )
+    serve(app, host, port, log_level=settings.log_level)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Everything on one machine: embedded broker, a worker and the API, example loaded."""
+    settings = _settings()
+    _setup_logging(settings)
+    domain = load_domain(args.domain)
+    with contextlib.ExitStack() as stack:
+        bootstrap = settings.kafka_bootstrap_servers
+        embedded = not bootstrap
+        if not bootstrap:
+            broker = stack.enter_context(EmbeddedBroker())
+            bootstrap = broker.bootstrap_servers
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": bootstrap})
+        mailbox = open_mailbox(settings)
+        stack.callback(mailbox.close)
+        host = build_host(settings, domain, mailbox=mailbox)
+        stack.callback(host.stop)
+        host.start()
+        stack.callback(_close_relay, _worker_relay(settings, host.store.registry))
+        parts = AppParts.from_host(host, settings, workflows=domain.workflows)
+        app = create_app(replace(parts, checks={"broker": broker_check(settings)}))
+        api_host, port = args.host or settings.api_host, _port(args, settings)
+        url = f"http://{api_host}:{port}"
+        names = ", ".join(c.__name__ for c in domain.entities)
+        print(
+            f"entityflow dev is running ({args.domain} loaded)\n"
+            f"  API docs  {url}/docs   (entities: {names})\n"
+            f"  OpenAPI   {url}/openapi.json\n"
+            f"  health    {url}/readyz   metrics {url}/metrics\n"
+            f"  store     {host.store.url}\n"
+            f"  broker    {bootstrap}{' (embedded, keeps nothing)' if embedded else ''}\n"
+            f"  e.g.      curl -X POST {url}/entities/Account/acct-7/updates/open "
+            "-H 'content-type: application/json' -d '{\"owner\": \"Ada\"}'\n"
+            "Ctrl-C to stop.",
+            flush=True,
+        )
+        serve(app, api_host, port, log_level=settings.log_level)
+    return 0
+
+
+# -- the event stream: relay, tail, schemas ---------------------------------------------
+
+
+def _worker_relay(
+    settings: Settings, registry: EventRegistry, bootstrap_servers: str | None = None
+) -> Relay | None:
+    """The relay a worker runs beside it (standby unless it holds the namespace's lease)."""
+    servers = bootstrap_servers or settings.kafka_bootstrap_servers
+    if not settings.relay or servers in (None, "memory"):
+        return None
+    return build_relay(settings, registry, bootstrap_servers).start()
+
+
+def _close_relay(relay: Relay | None) -> None:
+    if relay is not None:
+        relay.close()
+        relay.store.close()
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    """Publish every committed event to the namespace's event stream (one active relay)."""
+    settings = _settings()
+    _setup_logging(settings)
+    relay = build_relay(settings, domain_registry(load_domain(args.domain)), args.bootstrap_servers)
+    _stop_on_signals(relay.stop)
+    print(
+        f"entityflow relay: store {relay.store.url} -> topic {relay.topics.events}; "
+        "active once it holds the namespace's lease; Ctrl-C to stop",
+        flush=True,
+    )
+    try:
+        relay.run()
+    finally:
+        _close_relay(relay)
+    print(f"entityflow relay stopped after {relay.stats.published} events", flush=True)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print the live event stream, one readable line per event (or JSON with --json)."""
+    settings = _settings()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    if args.count is not None and args.count < 1:
+        raise ValueError("--count must be at least 1")
+    stop = threading.Event()
+    _stop_on_signals(stop.set)
+    tail(
+        kafka_settings(settings, args.bootstrap_servers),
+        StreamTopics(settings.namespace).events,
+        StreamFilter.of(args.type or (), args.entity),
+        TailOptions(args.from_beginning, args.json, args.count, args.seconds, settings.partitions),
+        out=lambda line: print(line, flush=True),
+        err=lambda line: print(line, file=sys.stderr, flush=True),
+        stop=stop,
+    )
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """Write the AsyncAPI document of the event stream, or every event's JSON Schema."""
+    settings = _settings()
+    domain = load_domain(args.domain)
+    text = stream_schemas_json(settings, domain, args.format)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def _stream_parsers(sub: Any) -> None:
+    relay = sub.add_parser("relay", help="publish committed events to the Kafka event stream")
+    tail_cmd = sub.add_parser("tail", help="print the live event stream (filter by type, entity)")
+    schemas = sub.add_parser("schemas", help="AsyncAPI document / JSON Schemas of the events")
+    for p in (relay, schemas):
+        p.add_argument(
+            "--domain", default=DEFAULT_DOMAIN, help="module exporting ENTITIES (and WORKFLOWS)"
+        )
+    for p in (relay, tail_cmd):
+        p.add_argument(
+            "--bootstrap-servers", default=None, help="Kafka host:port (default: settings)"
+        )
+    tail_cmd.add_argument("--type", action="append", help="only this event type (repeatable)")
+    tail_cmd.add_argument(
+        "--entity", default=None, help="an address, an entity type, or a glob (Cart/c-*)"
+    )
+    tail_cmd.add_argument("--from-beginning", action="store_true", help="replay the topic first")
+    tail_cmd.add_argument("--json", action="store_true", help="print the raw JSON records")
+    tail_cmd.add_argument("--count", type=int, default=None, help="stop after N events")
+    tail_cmd.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
+    schemas.add_argument(
+        "--format", choices=("asyncapi", "jsonschema"), default="asyncapi", help="what to write"
+    )
+    schemas.add_argument("--output", default=None, help="file to write (default: stdout)")
+    relay.set_defaults(func=cmd_relay)
+    tail_cmd.set_defaults(func=cmd_tail)
+    schemas.set_defaults(func=cmd_schemas)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="entityflow", description="Durable entity workflows: workers, API, tools."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="run a worker process (joins the worker group)")
+    worker.add_argument(
+        "--domain", default=DEFAULT_DOMAIN, help="module exporting ENTITIES (and WORKFLOWS)"
+    )
+    worker.add_argument(
+        "--bootstrap-servers", default=None, help="Kafka host:port (default: from settings)"
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    for name, func, text in (
+        ("serve", cmd_serve, "run the HTTP API against the configured store and cluster"),
+        ("dev", cmd_dev, "run broker, worker and API in one process, with the example domain"),
+    ):
+        api = sub.add_parser(name, help=text)
+        api.add_argument(
+            "--domain", default=DEFAULT_DOMAIN, help="module exporting ENTITIES (and WORKFLOWS)"
+        )
+        api.add_argument("--host", default=None, help="interface to bind (default: settings)")
+        api.add_argument("--port", type=int, default=None, help="port (default: settings)")
+        if name == "serve":
+            api.add_argument(
+                "--bootstrap-servers", default=None, help="Kafka host:port (default: settings)"
+            )
+        api.set_defaults(func=func)
+    _stream_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (DomainLoadError, EventStoreError, ValueError) as exc:
+        print(f"entityflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Configuration from ``ENTITYFLOW_*`` environment variables: the one place that reads them.
+
+Everything below the API layer takes plain constructor arguments; this frozen model is
+built once by the composition root (the CLI or ``create_app``) and passed down.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """entityflow's settings; each field is ``ENTITYFLOW_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ENTITYFLOW_", frozen=True, extra="ignore")
+
+    store: str = Field(
+        default="sqlite:///.entityflow/entityflow.db",
+        description="sqlite:///path.db (default) or postgresql://user@host:5432/db?schema=name",
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="host:port[,...]; unset under `entityflow dev` starts the embedded broker",
+    )
+    namespace: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
+            description="prefix of every Kafka topic ({namespace}.commands, .events, ...)",
+        ),
+    ] = "entityflow"
+    partitions: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=10_000,
+            description="partitions of the commands topic: the most workers that share the load",
+        ),
+    ] = 16
+    replication_factor: Annotated[
+        int, Field(ge=1, le=10, description="Kafka replication of the topics entityflow creates")
+    ] = 1
+    snapshot_every: Annotated[
+        int, Field(ge=1, description="events between snapshots of an entity (default per type)")
+    ] = 100
+    actor_cache_size: Annotated[
+        int, Field(ge=1, description="live actors a worker keeps in memory (LRU)")
+    ] = 10_000
+    actor_idle_seconds: Annotated[
+        float, Field(gt=0, description="an actor idle this long is passivated")
+    ] = 600.0
+    worker_group: str = Field(
+        default="entityflow-workers", description="Kafka consumer group of the workers"
+    )
+    max_batch: Annotated[
+        int, Field(ge=1, le=100_000, description="messages per worker batch (one transaction)")
+    ] = 500
+    update_timeout: Annotated[
+        float, Field(gt=0, le=3600, description="seconds an update waits by default (504 after)")
+    ] = 10.0
+    max_payload_bytes: Annotated[
+        int, Field(ge=1024, description="largest command body accepted")
+    ] = 1_000_000
+    idempotency_ttl_seconds: Annotated[
+        float, Field(gt=0, description="how long an Idempotency-Key is remembered")
+    ] = 24 * 3600.0
+    command_retention_seconds: Annotated[
+        float, Field(gt=0, description="how long command outcomes (for dedup and lookup) are kept")
+    ] = 7 * 24 * 3600.0
+    relay: bool = Field(
+        default=True,
+        description="run the event stream relay in workers (one is active per namespace)",
+    )
+    relay_per_type_topics: bool = Field(
+        default=False, description="also publish each event to {namespace}.events.{EntityType}"
+    )
+    relay_workflow_events: bool = Field(
+        default=False, description="also publish workflow history (wf.*) events"
+    )
+    api_host: str = Field(default="127.0.0.1", description="interface the API binds")
+    api_port: Annotated[int, Field(ge=0, le=65535, description="port the API binds")] = 8000
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
