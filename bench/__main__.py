@@ -1,0 +1,105 @@
+"""``python -m bench [section ...] [flags]``: run benchmark sections and print their tables.
+
+With no section, the default ones run (those that need nothing but the database). Add a
+workload by writing a module with ``run(options) -> Table`` and listing it in SECTIONS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import http_sagas, http_workloads, inprocess, kafka, rehydration, stream
+from bench.options import Options
+from bench.stores import DEFAULT_PG, postgres_reachable
+from bench.table import Table
+
+
+@dataclass(frozen=True)
+class Section:
+    run: Callable[[Options], Table]
+    help: str
+    default: bool = True
+
+
+SECTIONS: dict[str, Section] = {
+    "inprocess": Section(inprocess.run, "in-process command throughput (signals, updates)"),
+    "rehydration": Section(rehydration.run, "cold load time versus history length"),
+    "kafka": Section(
+        kafka.run, "W1 through the broker: 1 and 2 worker processes (PostgreSQL)", default=False
+    ),
+    "http": Section(
+        http_workloads.run, "W1/W2 over HTTP: API and worker processes, broker", default=False
+    ),
+    "stream": Section(stream.run, "event stream: lag under W1, relay events/s", default=False),
+    "sagas": Section(http_sagas.run, "W3 order sagas over HTTP: API + worker", default=False),
+}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part.replace("_", "")) for part in text.split(",") if part)
+
+
+def parse(argv: list[str]) -> tuple[list[str], Options, bool]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="entityflow benchmarks; prints one Markdown table per section.",
+        epilog="sections: " + "; ".join(f"{name}: {s.help}" for name, s in SECTIONS.items()),
+    )
+    parser.add_argument("sections", nargs="*", metavar="section", help="default: all default ones")
+    parser.add_argument("--runs", type=int, default=3, help="runs per throughput figure")
+    parser.add_argument(
+        "--stores", default="sqlite,postgres", help="comma-separated: sqlite, postgres"
+    )
+    parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL base URL")
+    parser.add_argument(
+        "--sizes", type=_ints, default=(10, 1_000, 10_000, 100_000), help="history lengths"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a target is missed"
+    )
+    args = parser.parse_args(argv)
+    stores = tuple(s for s in args.stores.split(",") if s)
+    bad_sections = set(args.sections) - set(SECTIONS)
+    if bad_sections:
+        parser.error(f"unknown section(s) {sorted(bad_sections)}; known: {', '.join(SECTIONS)}")
+    unknown = set(stores) - {"sqlite", "postgres"}
+    if unknown:
+        parser.error(f"unknown store(s) {sorted(unknown)}")
+    if not args.sizes or min(args.sizes) < 1:
+        parser.error("--sizes needs one or more positive history lengths")
+    if args.runs < 1:
+        parser.error("--runs must be >= 1")
+    sections = list(dict.fromkeys(args.sections)) or [n for n, s in SECTIONS.items() if s.default]
+    options = Options(runs=args.runs, stores=stores, pg=args.pg, sizes=args.sizes)
+    return sections, options, args.check
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    sections, options, check = parse(sys.argv[1:] if argv is None else argv)
+    if "postgres" in options.stores:
+        why = postgres_reachable(options.pg)
+        if why is not None:
+            print(f"PostgreSQL at {options.pg} is not reachable, skipping it: {why}\n")
+            stores = tuple(s for s in options.stores if s != "postgres")
+            options = dataclasses.replace(options, stores=stores)
+    missed: list[str] = []
+    for name in sections:
+        started = time.perf_counter()
+        table = SECTIONS[name].run(options)
+        print(table.render())
+        print(f"\n({name}: {time.perf_counter() - started:.1f} s)\n", flush=True)
+        missed += table.failed
+    if missed:
+        print("Missed targets:\n" + "\n".join(f"- {m}" for m in missed))
+    return 1 if check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
