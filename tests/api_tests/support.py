@@ -1,0 +1,136 @@
+"""A test entity that covers what the shop does not: a @signal handler, a handler that
+crashes (dead letter), a query that misbehaves, list-typed query arguments; and a test
+workflow that waits for a signal (the order saga never does), with queries that take
+arguments."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from actors import Entity, Rejected, apply, query, signal, update
+from eventstore import DomainEvent
+from examples.shop import ENTITIES, WORKFLOWS, Account
+from sagas import Workflow, WorkflowContext, WorkflowView
+
+
+class GadgetState(BaseModel):
+    count: int = 0
+    notes: list[str] = Field(default_factory=list)
+
+
+class Bumped(DomainEvent):
+    by: int
+
+
+class Noted(DomainEvent):
+    note: str
+
+
+class Gadget(Entity[GadgetState]):
+    """A counter with notes."""
+
+    @signal
+    def note(self, text: Annotated[str, Field(min_length=1, max_length=100)]) -> None:
+        """Attach a note."""
+        self.emit(Noted(note=text))
+
+    @update
+    def bump(self, by: Annotated[int, Field(ge=1, le=1000)] = 1) -> int:
+        """Add to the count; returns the new count."""
+        if self.state.count + by > 10_000:
+            raise Rejected("the count may not exceed 10000")
+        self.emit(Bumped(by=by))
+        return self.state.count
+
+    @update
+    def explode(self) -> None:
+        """A handler with a bug."""
+        raise RuntimeError("boom")
+
+    @query
+    def count(self) -> int:
+        return self.state.count
+
+    @query
+    def has_notes(self, texts: list[str]) -> list[bool]:
+        """Which of the given notes are attached."""
+        return [t in self.state.notes for t in texts]
+
+    @query
+    def sneaky(self) -> int:
+        """A query with a bug: it changes state."""
+        self.state.count += 1
+        return self.state.count
+
+    @apply
+    def _bumped(self, event: Bumped) -> None:
+        self.state.count += event.by
+
+    @apply
+    def _noted(self, event: Noted) -> None:
+        self.state.notes.append(event.note)
+
+
+API_ENTITIES = (*ENTITIES, Gadget)
+
+
+class TransferInput(BaseModel):
+    source: Annotated[str, Field(min_length=1, max_length=100)]
+    target: Annotated[str, Field(min_length=1, max_length=100)]
+    amount: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)]
+
+
+class Approval(BaseModel):
+    by: Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class TransferResult(BaseModel):
+    approved_by: str
+    amount: Decimal
+
+
+transfer = Workflow(
+    "Transfer",
+    input=TransferInput,
+    output=TransferResult,
+    signals={
+        "approve": Approval,
+        "note": Annotated[str, Field(min_length=1, max_length=100)],
+        "nudge": None,
+    },
+    description="Hold the amount, wait for a person's approval, then pay it to the target.",
+)
+
+
+@transfer.run
+async def run_transfer(ctx: WorkflowContext, t: TransferInput) -> TransferResult:
+    ctx.memo["stage"] = "holding"
+    with ctx.compensation(Account, t.source, "deposit", amount=t.amount):
+        await ctx.call(Account, t.source, "withdraw", amount=t.amount)
+    ctx.memo["stage"] = "waiting"
+    approval: Approval = await ctx.wait_signal("approve")
+    ctx.memo["stage"] = "paying"
+    ctx.memo["approved_by"] = approval.by
+    await ctx.call(Account, t.target, "deposit", amount=t.amount)
+    ctx.memo["stage"] = "paid"
+    return TransferResult(approved_by=approval.by, amount=t.amount)
+
+
+@transfer.query
+def stage(view: WorkflowView) -> str:
+    """Where the transfer is: holding, waiting, paying, paid (or how it ended)."""
+    if view.status in ("running", "parked"):
+        return str(view.memo.get("stage", "starting"))
+    return view.status
+
+
+@transfer.query
+def memo_value(view: WorkflowView, key: str, default: str = "-") -> str:
+    """One value the transfer noted (``default`` when it has none)."""
+    return str(view.memo.get(key, default))
+
+
+API_WORKFLOWS = (*WORKFLOWS, transfer)

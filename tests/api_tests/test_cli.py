@@ -1,0 +1,103 @@
+"""`entityflow dev` and `entityflow serve` as a user runs them: real processes, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eventstore.embedded_broker import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"not ready in {timeout}s:\n{process.communicate()[0]}")
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    try:
+        out, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        raise AssertionError(f"did not stop on SIGINT:\n{out}") from None
+    assert process.returncode == 0, out
+    return out
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_dev_runs_broker_worker_and_api_with_the_shop(tmp_path: Path) -> None:
+    port = free_port()
+    process = _start(["dev", "--port", str(port)], tmp_path, {})
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(url, process)
+    r = httpx.post(f"{url}/entities/Account/acct-7/updates/open", json={"owner": "Ada"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert httpx.get(f"{url}/readyz").json()["checks"] == {"store": "ok", "broker": "ok"}
+    assert httpx.get(f"{url}/docs").status_code == 200
+    out = _stop(process)
+    assert f"API docs  {url}/docs" in out
+    assert "(embedded, keeps nothing)" in out
+    assert (tmp_path / ".entityflow" / "entityflow.db").exists()
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+def test_serve_runs_the_api_against_a_configured_store_and_cluster(
+    pg_url: str, kafka_bootstrap: str
+) -> None:
+    port = free_port()
+    env = {
+        "ENTITYFLOW_STORE": pg_url,
+        "ENTITYFLOW_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ENTITYFLOW_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+        "ENTITYFLOW_API_PORT": str(port),
+    }
+    process = _start(["serve"], ROOT, env)
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(url, process)
+    # No worker runs: the signal is accepted (durably queued) and stays pending.
+    r = httpx.post(f"{url}/entities/Account/a1/signals/open", json={"owner": "Bo"})
+    assert r.status_code == 202
+    status = httpx.get(f"{url}/commands/{r.json()['command_id']}").json()
+    assert status["status"] == "pending"
+    out = _stop(process)
+    assert f"API on {url}" in out
+
+
+def test_serve_explains_a_bad_domain() -> None:
+    process = _start(["serve", "--domain", "no.such.module"], ROOT, {})
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "cannot import the domain module 'no.such.module'" in out

@@ -1,0 +1,81 @@
+"""Shared fixtures: stores on SQLite and PostgreSQL, each test in its own database space.
+
+PostgreSQL tests use the server on 127.0.0.1:5432 (database ``test``, user ``postgres``).
+CI must fail, not skip, when it is missing: set ENTITYFLOW_TEST_PG to another URL to
+point elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+PG_BASE = os.environ.get("ENTITYFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pg_conninfo() -> str:
+    return PG_BASE.replace("postgresql://", "postgresql://", 1)
+
+
+def new_pg_schema() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+def drop_pg_schema(schema: str) -> None:
+    with psycopg.connect(pg_conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL store URL in a fresh schema, dropped afterwards."""
+    schema = new_pg_schema()
+    yield f"{PG_BASE}?schema={schema}"
+    drop_pg_schema(schema)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same test body against SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    schema = new_pg_schema()
+    yield f"{PG_BASE}?schema={schema}"
+    drop_pg_schema(schema)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """One embedded broker for the session (ENTITYFLOW_TEST_KAFKA points at another)."""
+    external = os.environ.get("ENTITYFLOW_TEST_KAFKA")
+    if external:
+        yield external
+        return
+    from eventstore.embedded_broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh topic namespace, so tests sharing the broker never see each other's topics."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``pytest.mark.anyio``) run on asyncio."""
+    return "asyncio"

@@ -1,0 +1,11 @@
+"""The shop and its order saga, as `entityflow worker --domain tests.integration.saga_domain`
+runs them in the saga crash tests (replies overdue after 2 s are asked for again)."""
+
+from __future__ import annotations
+
+from examples.shop import ENTITIES, order_saga
+from sagas import WorkflowKind
+
+KINDS = (WorkflowKind(order_saga, entities=ENTITIES, resend_after=2.0),)
+
+__all__ = ["ENTITIES", "KINDS"]

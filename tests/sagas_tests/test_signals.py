@@ -1,0 +1,158 @@
+"""Signals (waited for or buffered), workflow queries, and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from examples.shop import order_saga
+from sagas import (
+    InvalidWorkflowInputError,
+    UnknownWorkflowError,
+    WorkflowNotFoundError,
+)
+from tests.sagas_tests.conftest import Shop
+from tests.sagas_tests.support import Vault, move
+
+pytestmark = pytest.mark.anyio
+
+
+async def start_move(shop: Shop, wid: str) -> str:
+    await shop.client.update(Vault, "src", "put", key="gold", amount=10)
+    shop.workflows.start(move, {"source": "src", "target": "dst"}, workflow_id=wid)
+    for _ in range(500):
+        try:
+            if shop.workflows.query(move, wid, "stage") == "waiting":
+                return wid
+        except WorkflowNotFoundError:
+            pass
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{wid} never waited for its approval")
+
+
+async def outcome_of(shop: Shop, command_id: str) -> tuple[str, str | None]:
+    for _ in range(500):
+        found = shop.client.outcome(command_id)
+        if found is not None:
+            return found.status, found.error
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no outcome for {command_id}")
+
+
+async def test_signal_resumes_the_workflow(shop: Shop) -> None:
+    wid = await start_move(shop, "mv-1")
+    status = shop.workflows.status(move, wid)
+    assert (status.status, status.steps_done) == ("running", 1)
+    assert status.compensations_pending == ["#1 Vault/src.put"]
+    assert shop.vault("src") == 5
+    shop.workflows.signal(move, wid, "approve", {"by": "Grace"})
+    status = await shop.workflows.wait(move, wid)
+    assert (status.status, status.result) == ("completed", {"approved_by": "Grace"})
+    assert status.signals_received == 1
+    assert (shop.vault("src"), shop.vault("dst")) == (5, 5)
+    assert shop.workflows.query(move, wid, "memo_value", key="approved_by") == "Grace"
+    assert shop.workflows.query(move, wid, "memo_value", {"key": "nope"}) == "-"
+
+
+async def test_signals_sent_before_the_wait_are_buffered(shop: Shop) -> None:
+    await shop.client.update(Vault, "src", "put", key="gold", amount=10)
+    shop.workflows.start(move, {"source": "src", "target": "dst"}, workflow_id="mv-2")
+    shop.workflows.signal(move, "mv-2", "note", "unrelated, never waited for")
+    shop.workflows.signal(move, "mv-2", "approve", {"by": "Early"})
+    status = await shop.workflows.wait(move, "mv-2")
+    assert (status.status, status.result) == ("completed", {"approved_by": "Early"})
+    assert status.signals_received == 2
+
+
+async def test_signals_are_validated_before_sending(shop: Shop) -> None:
+    with pytest.raises(UnknownWorkflowError, match="no signal named 'shout'"):
+        shop.workflows.signal(move, "mv-x", "shout", {})
+    with pytest.raises(InvalidWorkflowInputError, match="by"):
+        shop.workflows.signal(move, "mv-x", "approve", {"who": "nobody"})
+    with pytest.raises(InvalidWorkflowInputError, match="invalid input for workflow Move"):
+        shop.workflows.start(move, {"source": "src"})
+
+
+async def test_signal_to_finished_or_unknown_execution_is_refused(shop: Shop) -> None:
+    cid = shop.workflows.signal(move, "never-started", "approve", {"by": "x"})
+    assert await outcome_of(shop, cid) == (
+        "rejected",
+        "workflow:Move/never-started has not been started",
+    )
+    wid = await start_move(shop, "mv-3")
+    shop.workflows.signal(move, wid, "approve", {"by": "Ada"})
+    await shop.workflows.wait(move, wid)
+    cid = shop.workflows.signal(move, wid, "approve", {"by": "late"})
+    status, error = await outcome_of(shop, cid)
+    assert status == "rejected"
+    assert error == "workflow:Move/mv-3 has already finished (completed)"
+
+
+async def test_queries_are_read_only_and_typed(shop: Shop) -> None:
+    wid = await start_move(shop, "mv-4")
+    with pytest.raises(UnknownWorkflowError, match="no query named 'nope'"):
+        shop.workflows.query(move, wid, "nope")
+    with pytest.raises(InvalidWorkflowInputError, match="key"):
+        shop.workflows.query(move, wid, "memo_value")
+    with pytest.raises(WorkflowNotFoundError):
+        shop.workflows.query(move, "ghost", "stage")
+    assert shop.workflows.query(move, wid, "stage") == "waiting"
+
+
+async def test_cancel_compensates_what_was_done(shop: Shop) -> None:
+    wid = await start_move(shop, "mv-5")
+    assert shop.vault("src") == 5
+    first = shop.workflows.cancel(move, wid, reason="customer changed their mind")
+    again = shop.workflows.cancel(move, wid, reason="twice")
+    assert first == again  # cancelling twice is cancelling once
+    status = await shop.workflows.wait(move, wid)
+    assert status.status == "compensated"
+    assert status.cancelled
+    assert status.error == "cancelled: customer changed their mind"
+    assert [(s.address, s.command, s.status) for s in status.steps] == [
+        ("Vault/src", "take", "applied"),
+        ("Vault/src", "put", "applied"),
+    ]
+    assert (shop.vault("src"), shop.vault("dst")) == (10, 0)
+    events = [e.event_type for e in shop.workflows.history(move, wid)]
+    assert events.count("wf.CancelRequested") == 1
+
+
+async def test_cancel_in_flight_waits_for_the_reply_before_compensating(shop: Shop) -> None:
+    await shop.open_account("acct-1", "100.00")
+    await shop.restock("apple", 10)
+    shop.workflows.start(
+        order_saga,
+        {
+            "account_id": "acct-1",
+            "cart_id": "cart-9",
+            "lines": [{"sku": "apple", "quantity": 2}],
+            "amount": "10.00",
+        },
+        workflow_id="oc-1",
+    )
+    # cancel at once: whatever the order had done by then is undone, nothing more
+    shop.workflows.cancel(order_saga, "oc-1")
+    status = await shop.workflows.wait(order_saga, "oc-1")
+    assert status.status in ("compensated", "completed")
+    if status.status == "compensated":
+        assert status.cancelled
+    else:  # the order finished before the cancellation arrived
+        assert status.result is not None
+    assert status.compensations_pending == []
+    charged = 10 if status.status == "completed" else 0
+    assert shop.balance("acct-1") == 100 - charged
+    assert shop.available("apple") == 10 - (2 if charged else 0)
+
+
+async def test_cancel_after_completion_is_refused(shop: Shop) -> None:
+    wid = await start_move(shop, "mv-6")
+    shop.workflows.signal(move, wid, "approve", {"by": "Ada"})
+    await shop.workflows.wait(move, wid)
+    cid = shop.workflows.cancel(move, wid)
+    assert await outcome_of(shop, cid) == (
+        "rejected",
+        "workflow:Move/mv-6 has already finished (completed)",
+    )
+    assert shop.workflows.status(move, wid).status == "completed"
