@@ -53,6 +53,10 @@ class KafkaSettings:
     linger_ms: int = 1
     connect_timeout: float = 30.0
     bootstrap_timeout_ms: int = 5_000
+    # A group leader only notices a topic that appeared (or grew) after it assigned
+    # partitions when it next refreshes metadata; the client's default is five minutes,
+    # which after a broker that came back empty leaves a worker idle that long.
+    metadata_max_age_ms: int = 5_000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def common(self) -> dict[str, Any]:
@@ -61,6 +65,7 @@ class KafkaSettings:
             "client_id": self.client_id,
             "request_timeout_ms": self.request_timeout_ms,
             "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
+            "metadata_max_age_ms": self.metadata_max_age_ms,
             **self.extra,
         }
 

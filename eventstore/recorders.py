@@ -30,7 +30,7 @@ from eventsourcing.utils import retry
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from eventstore import pg_commit
+from eventstore.pg_commit import call_params, call_sql, create_function_sql
 from eventstore.records import CommandOutcome, ExecutionRow, FencedTracking
 
 _MAX_SQLITE_PARAMS = 500
@@ -291,7 +291,7 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
         events = Composed([schema, SQL("."), Identifier(self.events_table_name)])
         function = f"{prefix}_commit"
         self.sql_create_statements.append(
-            pg_commit.create_function_sql(
+            create_function_sql(
                 schema=self.datastore.schema,
                 name=function,
                 events_table=events,
@@ -302,7 +302,7 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
                 lock_timeout=self.datastore.lock_timeout,
             )
         )
-        self._sql_commit = pg_commit.call_sql(schema=self.datastore.schema, name=function)
+        self._sql_commit = call_sql(schema=self.datastore.schema, name=function)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -312,7 +312,7 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
         if kwargs.get("tracking") is not None:  # eventsourcing's own process-event path
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
-        params = pg_commit.call_params(
+        params = call_params(
             stored_events,
             kwargs.get("positions", ()),
             kwargs.get("outcomes", ()),

@@ -66,6 +66,10 @@ class StoreLocation:
                             sql.Identifier(self.schema)
                         )
                     )
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema):
+                # IF NOT EXISTS is not atomic: a process that opened the same new
+                # schema a moment earlier created it between the check and the insert.
+                pass
             except psycopg.Error as exc:
                 raise StoreUnavailableError(
                     f"cannot reach PostgreSQL at {self.display_url}: {exc}"

@@ -284,9 +284,8 @@ def test_broker_down_at_start_and_mid_run(
                 mailbox.send(_deposit(client, f"acct-{sent % 10}", 1, f"b-{sent}")).result(15)
                 sent += 1
             except Exception:
-                time.sleep(
-                    0.5
-                )  # the caller retries an unacknowledged send, as the API's clients do
+                # The caller retries an unacknowledged send, as the API's clients do.
+                time.sleep(0.5)
         assert sent == 500
         wait_until(
             lambda: count_rows(pg_url, "entityflow_commands") >= 1010,
