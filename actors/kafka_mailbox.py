@@ -39,6 +39,8 @@ log = logging.getLogger("entityflow.mailbox")
 # A reply record holds every reply of one worker batch for one reply topic.
 _REPLIES: TypeAdapter[list[Reply]] = TypeAdapter(list[Reply])
 REPLY_ROUTE = "kafka:"
+STUCK_JOIN_SECONDS = 30.0
+"""How long a worker waits for its group join to settle before it joins afresh."""
 
 
 class KafkaTopics:
@@ -223,6 +225,7 @@ class KafkaMailboxConsumer:
         self._listener = listener
         self._consumer = GroupConsumer(mailbox.settings, mailbox.topics.commands, group)
         self._last_heal = time.monotonic()
+        self._unsettled_since: float | None = None
 
     def poll(self, timeout: float, max_records: int) -> list[Delivery]:
         records = self._consumer.poll(timeout, max_records)
@@ -242,7 +245,13 @@ class KafkaMailboxConsumer:
         return [decode_record(r) for r in records if r.partition not in changed]
 
     def _heal(self) -> None:
-        """With no partitions for a while, make sure the topics exist (broker came back empty)."""
+        """With no partitions for a while, make sure the topics exist (broker came back empty).
+
+        A member whose join has not settled for :data:`STUCK_JOIN_SECONDS` (seen with a
+        broker that restarted empty mid-join) leaves and joins again with a fresh client.
+        A settled member with no partitions is left alone: with more workers than
+        partitions some must idle, and rejoining would only cause rebalances.
+        """
         now = time.monotonic()
         if now - self._last_heal < 5.0:
             return
@@ -251,6 +260,23 @@ class KafkaMailboxConsumer:
             self._mailbox.ensure_topics()
         except BrokerUnavailableError as exc:
             log.warning("cannot (re)create topics: %s", exc)
+        state = self._consumer.group_state()
+        if state == "STABLE":
+            if self._unsettled_since is not None:
+                log.info("group membership settled with no partitions for this worker")
+            self._unsettled_since = None
+            return
+        if self._unsettled_since is None:
+            self._unsettled_since = now
+        waited = now - self._unsettled_since
+        log.info("no partitions yet; group membership is %s after %.0fs", state, waited)
+        if waited >= STUCK_JOIN_SECONDS:
+            log.warning("group join stuck in %s for %.0fs; joining again", state, waited)
+            self._unsettled_since = None
+            try:
+                self._consumer.rejoin()
+            except BrokerUnavailableError as exc:
+                log.warning("cannot rejoin the group: %s", exc)
 
     def seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(partition, offset)

@@ -390,10 +390,10 @@ class GroupConsumer:
         self.topic = topic
         self._pending: list[Rebalance] = []
         self._pending_lock = threading.Lock()
-        self._consumer: KafkaConsumer = _connect(
-            "group consumer",
-            settings,
-            lambda: KafkaConsumer(
+        self._settings = settings
+
+        def make() -> KafkaConsumer:
+            return KafkaConsumer(
                 **settings.common(),
                 group_id=group_id,
                 enable_auto_commit=False,
@@ -404,8 +404,10 @@ class GroupConsumer:
                 max_poll_interval_ms=settings.max_poll_interval_ms,
                 fetch_max_wait_ms=settings.fetch_max_wait_ms,
                 max_poll_records=max_poll_records,
-            ),
-        )
+            )
+
+        self._make = make
+        self._consumer: KafkaConsumer = _connect("group consumer", settings, make)
         self._consumer.subscribe([topic], listener=_Listener(self))
 
     def _note(self, *, revoked: list[int] | None = None, assigned: list[int] | None = None) -> None:
@@ -456,6 +458,23 @@ class GroupConsumer:
 
     def assignment(self) -> list[int]:
         return sorted(tp.partition for tp in self._consumer.assignment())
+
+    def group_state(self) -> str:
+        """This member's view of its group (``STABLE``, ``REBALANCING``, ``UNJOINED``)."""
+        state = str(self._consumer.group_metadata().state)  # kafka-python: "<stable>"
+        return state.strip("<>").upper()
+
+    def rejoin(self) -> None:
+        """Leave and join the group again with a new client: the way out of a stuck join.
+
+        The partitions this member held count as revoked; the next poll reports it.
+        """
+        held = self.assignment()
+        self.close()
+        self._consumer = _connect("group consumer", self._settings, self._make)
+        self._consumer.subscribe([self.topic], listener=_Listener(self))
+        if held:
+            self._note(revoked=held)
 
     def close(self) -> None:
         try:
