@@ -48,7 +48,10 @@ class KafkaSettings:
     delivery_timeout_ms: int = 30_000
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_000
-    max_poll_interval_ms: int = 120_000
+    # Also the rebalance timeout: how long the broker may hold a JoinGroup open while it
+    # waits for members that will never come back (seen after a broker restarted empty).
+    # A worker polls every few milliseconds, so 30 s between polls means it is stuck.
+    max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 10
     linger_ms: int = 1
     connect_timeout: float = 30.0
