@@ -225,7 +225,6 @@ class KafkaMailboxConsumer:
         self._listener = listener
         self._consumer = GroupConsumer(mailbox.settings, mailbox.topics.commands, group)
         self._last_heal = time.monotonic()
-        self._unsettled_since: float | None = None
 
     def poll(self, timeout: float, max_records: int) -> list[Delivery]:
         records = self._consumer.poll(timeout, max_records)
@@ -247,10 +246,12 @@ class KafkaMailboxConsumer:
     def _heal(self) -> None:
         """With no partitions for a while, make sure the topics exist (broker came back empty).
 
-        A member whose join has not settled for :data:`STUCK_JOIN_SECONDS` (seen with a
-        broker that restarted empty mid-join) leaves and joins again with a fresh client.
-        A settled member with no partitions is left alone: with more workers than
-        partitions some must idle, and rejoining would only cause rebalances.
+        A member whose join has gone unanswered for :data:`STUCK_JOIN_SECONDS` (seen
+        with a broker that restarted empty: the client keeps waiting for a coordinator
+        that its old connection will never name) leaves and joins again with a fresh
+        client. A member whose join was answered with no partitions is left alone: with
+        more workers than partitions some must idle, and rejoining would only cause
+        rebalances.
         """
         now = time.monotonic()
         if now - self._last_heal < 5.0:
@@ -260,19 +261,13 @@ class KafkaMailboxConsumer:
             self._mailbox.ensure_topics()
         except BrokerUnavailableError as exc:
             log.warning("cannot (re)create topics: %s", exc)
-        state = self._consumer.group_state()
-        if state == "STABLE":
-            if self._unsettled_since is not None:
-                log.info("group membership settled with no partitions for this worker")
-            self._unsettled_since = None
+        waited = self._consumer.joining_for()
+        if waited <= 0:
             return
-        if self._unsettled_since is None:
-            self._unsettled_since = now
-        waited = now - self._unsettled_since
-        log.info("no partitions yet; group membership is %s after %.0fs", state, waited)
+        state = self._consumer.group_state()
+        log.info("no partitions yet: the group join is unanswered after %.0fs (%s)", waited, state)
         if waited >= STUCK_JOIN_SECONDS:
-            log.warning("group join stuck in %s for %.0fs; joining again", state, waited)
-            self._unsettled_since = None
+            log.warning("group join unanswered for %.0fs; joining again", waited)
             try:
                 self._consumer.rejoin()
             except BrokerUnavailableError as exc:

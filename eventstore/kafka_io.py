@@ -393,6 +393,7 @@ class GroupConsumer:
         self.topic = topic
         self._pending: list[Rebalance] = []
         self._pending_lock = threading.Lock()
+        self._joining_since: float | None = time.monotonic()
         self._settings = settings
 
         def make() -> KafkaConsumer:
@@ -416,6 +417,20 @@ class GroupConsumer:
     def _note(self, *, revoked: list[int] | None = None, assigned: list[int] | None = None) -> None:
         with self._pending_lock:
             self._pending.append(Rebalance(revoked or [], assigned or []))
+            if assigned is not None:
+                self._joining_since = None  # even an empty assignment ends the join
+            elif self._joining_since is None:
+                self._joining_since = time.monotonic()
+
+    def joining_for(self) -> float:
+        """Seconds since this member gave up its partitions without an assignment since.
+
+        0 once the group has answered the join (with partitions or with none). Only a
+        completed join reports an assignment, so a long wait here is a join that hangs,
+        whatever state the client believes it is in.
+        """
+        since = self._joining_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def take_rebalances(self) -> list[Rebalance]:
         with self._pending_lock:
@@ -476,6 +491,8 @@ class GroupConsumer:
         self.close()
         self._consumer = _connect("group consumer", self._settings, self._make)
         self._consumer.subscribe([self.topic], listener=_Listener(self))
+        with self._pending_lock:
+            self._joining_since = time.monotonic()
         if held:
             self._note(revoked=held)
 
