@@ -237,7 +237,9 @@ class KafkaMailboxConsumer:
                 self._mailbox.refresh_identity()
                 self._listener.on_assigned(change.assigned)
                 changed.update(change.assigned)
-        if not records and not self._consumer.assignment():
+        # Under eager rebalancing, revoked partitions stay in the client's assignment
+        # until the join completes, so a pending join counts as having none.
+        if not records and (self._consumer.joining_for() > 0 or not self._consumer.assignment()):
             self._heal()
         # Records of partitions whose owner changed during this poll were fetched from
         # a position nobody chose; they are read again from the tracked position.
