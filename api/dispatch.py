@@ -248,34 +248,21 @@ class CommandGateway:
         waiting = channel.expect(command_id)
         try:
             envelope = self._envelope(handler, "update", address, args, command_id, channel.route)
-            # The reply implies the broker's acknowledgement, so only a failed (or missing)
-            # acknowledgement needs to wake this request: one cross-thread wake-up, not two.
-            outcome = _watch(waiting)
-            ack = self.mailbox.send(envelope)
-
-            def on_ack(f: Future[None]) -> None:
-                exc = f.exception()
-                if exc is not None:
-                    loop.call_soon_threadsafe(_unconfirmed, outcome, command_id, exc)
-
-            def ack_overdue() -> None:
-                if not ack.done():
-                    _unconfirmed(outcome, command_id, None)
-
-            ack.add_done_callback(on_ack)
-            unconfirmed = loop.call_at(loop.time() + self.default_timeout, ack_overdue)
             try:
-                async with asyncio.timeout_at(deadline):
-                    reply: Reply = await outcome
+                reply = await send_and_await_reply(
+                    self.mailbox,
+                    envelope,
+                    waiting,
+                    ack_timeout=self.default_timeout,
+                    deadline=deadline,
+                )
             except SendUnconfirmedError:
                 self.metrics.command(handler.entity_type, handler.name, "unavailable")
                 raise
-            except TimeoutError:
+            except ReplyOverdueError:
                 self.metrics.command(handler.entity_type, handler.name, "timeout")
                 await self._remember(command_id, address, handler.name)
                 raise UpdateTimeoutError(command_id, wait) from None
-            finally:
-                unconfirmed.cancel()
         finally:
             channel.forget(command_id)
         self.metrics.command(handler.entity_type, handler.name, reply.status)
@@ -296,6 +283,55 @@ class CommandGateway:
             await _wait(self.accepted.record(command_id, address, command))
         except Exception:  # the 504 still carries the id; the outcome will appear later
             return
+
+
+class ReplyOverdueError(TimeoutError):
+    """No reply by the deadline; ``acknowledged`` tells whether the broker took the send."""
+
+    def __init__(self, acknowledged: bool) -> None:
+        super().__init__("no reply in time")
+        self.acknowledged = acknowledged
+
+
+async def send_and_await_reply(
+    mailbox: Mailbox,
+    envelope: Envelope,
+    waiting: Future[Reply],
+    *,
+    ack_timeout: float,
+    deadline: float,
+) -> Reply:
+    """Send an envelope whose reply ``waiting`` will carry, and await that reply.
+
+    The reply implies the broker's acknowledgement, so only a failed (or missing)
+    acknowledgement needs to wake the caller: one cross-thread wake-up, not two.
+    Raises :class:`SendUnconfirmedError` when the broker fails the send or does not
+    confirm it within ``ack_timeout`` s, :class:`ReplyOverdueError` at ``deadline``
+    (event loop time).
+    """
+    loop = asyncio.get_running_loop()
+    command_id = envelope.command_id
+    outcome = _watch(waiting)
+    ack = mailbox.send(envelope)
+
+    def on_ack(f: Future[None]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            loop.call_soon_threadsafe(_unconfirmed, outcome, command_id, exc)
+
+    def ack_overdue() -> None:
+        if not ack.done():
+            _unconfirmed(outcome, command_id, None)
+
+    ack.add_done_callback(on_ack)
+    unconfirmed = loop.call_at(loop.time() + ack_timeout, ack_overdue)
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await outcome
+    except TimeoutError:
+        raise ReplyOverdueError(ack.done() and ack.exception() is None) from None
+    finally:
+        unconfirmed.cancel()
 
 
 def _unconfirmed(waiter: asyncio.Future[Any], command_id: str, exc: BaseException | None) -> None:

@@ -39,7 +39,13 @@ from actors import (
 )
 from actors.envelopes import EnvelopeKind
 from api.accepted import AcceptedLog
-from api.dispatch import CommandGateway, SendUnconfirmedError, _watch
+from api.dispatch import (
+    CommandGateway,
+    ReplyOverdueError,
+    SendUnconfirmedError,
+    _watch,
+    send_and_await_reply,
+)
 from api.errors import JSON, HandlerCrashedError, WorkflowClosedError, classify, render
 from api.idempotency import HEADER, IdempotencyKeys, fingerprint, valid_key
 from api.metrics import Metrics
@@ -257,31 +263,19 @@ class WorkflowGateway:
         loop = asyncio.get_running_loop()
         waiting = channel.expect(command_id)
         try:
-            outcome = _watch(waiting)
-            ack = self.mailbox.send(envelope)
-
-            def on_ack(f: Future[None]) -> None:
-                exc = f.exception()
-                if exc is not None:
-                    loop.call_soon_threadsafe(_unconfirmed, outcome, command_id, exc)
-
-            def overdue() -> None:
-                if not ack.done():
-                    _unconfirmed(outcome, command_id, None)
-
-            ack.add_done_callback(on_ack)
-            unconfirmed = loop.call_at(loop.time() + self.default_timeout, overdue)
-            try:
-                async with asyncio.timeout(wait):
-                    reply: Reply = await outcome
-            except TimeoutError:
-                if not ack.done() and wait >= self.default_timeout:
-                    # The broker had all its time and did not confirm: it is the problem.
-                    raise SendUnconfirmedError(command_id, "no acknowledgement in time") from None
-                await self._remember(command_id, address, envelope.name)
-                raise UpdateTimeoutError(command_id, wait) from None
-            finally:
-                unconfirmed.cancel()
+            reply = await send_and_await_reply(
+                self.mailbox,
+                envelope,
+                waiting,
+                ack_timeout=self.default_timeout,
+                deadline=loop.time() + wait,
+            )
+        except ReplyOverdueError as overdue:
+            if not overdue.acknowledged and wait >= self.default_timeout:
+                # The broker had all its time and did not confirm: it is the problem.
+                raise SendUnconfirmedError(command_id, "no acknowledgement in time") from None
+            await self._remember(command_id, address, envelope.name)
+            raise UpdateTimeoutError(command_id, wait) from None
         finally:
             channel.forget(command_id)
         return reply
@@ -330,9 +324,3 @@ def _envelope(
 
 def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _unconfirmed(waiter: asyncio.Future[Any], command_id: str, exc: BaseException | None) -> None:
-    if not waiter.done():
-        reason = str(exc) if exc is not None else "no acknowledgement in time"
-        waiter.set_exception(SendUnconfirmedError(command_id, reason))
