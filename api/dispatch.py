@@ -37,6 +37,7 @@ from actors import (
     check_entity_id,
     new_command_id,
 )
+from actors.envelopes import EnvelopeKind
 from api.accepted import AcceptedLog
 from api.errors import JSON, ApiError, HandlerCrashedError, classify, invalid_body, render
 from api.idempotency import HEADER, IdempotencyKeys, fingerprint, valid_key
@@ -184,18 +185,7 @@ class CommandGateway:
         command_id: str,
         reply_to: str | None,
     ) -> Envelope:
-        # Every part is validated already (address, name, args), so skip re-validation.
-        return Envelope.model_construct(
-            command_id=command_id,
-            address=address,
-            kind=mode,
-            name=handler.name,
-            args=args,
-            reply_to=reply_to,
-            correlation=None,
-            reply=None,
-            sent_at=datetime.now(UTC),
-        )
+        return prevalidated_envelope(command_id, address, mode, handler.name, args, reply_to)
 
     async def _acked(self, ack: Future[None], command_id: str, deadline: float | None) -> None:
         """Wait for the broker's acknowledgement; a broker that does not give one is a 503.
@@ -283,6 +273,28 @@ class CommandGateway:
             await _wait(self.accepted.record(command_id, address, command))
         except Exception:  # the 504 still carries the id; the outcome will appear later
             return
+
+
+def prevalidated_envelope(
+    command_id: str,
+    address: str,
+    kind: EnvelopeKind,
+    name: str,
+    args: dict[str, Any],
+    reply_to: str | None,
+) -> Envelope:
+    """An envelope from parts the route validated already: no second validation pass."""
+    return Envelope.model_construct(
+        command_id=command_id,
+        address=address,
+        kind=kind,
+        name=name,
+        args=args,
+        reply_to=reply_to,
+        correlation=None,
+        reply=None,
+        sent_at=datetime.now(UTC),
+    )
 
 
 class ReplyOverdueError(TimeoutError):

@@ -153,15 +153,7 @@ class WorkflowRoutes:
         self.reader = WorkflowReader(
             ctx.reader.tails, accepted, capacity=ctx.settings.actor_cache_size
         )
-        self.gateway: WorkflowGateway = WorkflowGateway(
-            ctx.mailbox,
-            ctx.gateway,
-            ctx.accepted,
-            ctx.keys,
-            ctx.metrics,
-            self.reader,
-            default_timeout=ctx.settings.update_timeout,
-        )
+        self.gateway: WorkflowGateway = WorkflowGateway(ctx.gateway, self.reader)
 
     def install(self) -> None:
         for wf in self.client.workflows.values():

@@ -23,7 +23,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
@@ -32,23 +31,21 @@ from starlette.responses import Response
 from actors import (
     Envelope,
     InvalidArgumentsError,
-    Mailbox,
     MailboxUnavailableError,
     Reply,
     UpdateTimeoutError,
 )
 from actors.envelopes import EnvelopeKind
-from api.accepted import AcceptedLog
 from api.dispatch import (
     CommandGateway,
     ReplyOverdueError,
     SendUnconfirmedError,
     _watch,
+    prevalidated_envelope,
     send_and_await_reply,
 )
 from api.errors import JSON, HandlerCrashedError, WorkflowClosedError, classify, render
-from api.idempotency import HEADER, IdempotencyKeys, fingerprint, valid_key
-from api.metrics import Metrics
+from api.idempotency import HEADER, fingerprint, valid_key
 from api.workflow_reader import WorkflowReader
 from sagas import (
     InvalidWorkflowInputError,
@@ -69,24 +66,15 @@ _FINAL = {("workflow_closed", 409), ("invalid_arguments", 422), ("handler_crashe
 class WorkflowGateway:
     """The workflow routes' one way to the mailbox."""
 
-    def __init__(
-        self,
-        mailbox: Mailbox,
-        commands: CommandGateway,
-        accepted: AcceptedLog,
-        keys: IdempotencyKeys,
-        metrics: Metrics,
-        reader: WorkflowReader,
-        *,
-        default_timeout: float,
-    ) -> None:
-        self.mailbox = mailbox
+    def __init__(self, commands: CommandGateway, reader: WorkflowReader) -> None:
+        # The same mailbox, ledgers, metrics and timeout as the entity command routes.
         self.commands = commands
-        self.accepted = accepted
-        self.keys = keys
-        self.metrics = metrics
+        self.mailbox = commands.mailbox
+        self.accepted = commands.accepted
+        self.keys = commands.keys
+        self.metrics = commands.metrics
+        self.default_timeout = commands.default_timeout
         self.reader = reader
-        self.default_timeout = default_timeout
         self._started: OrderedDict[str, None] = OrderedDict()
 
     def started_here(self, command_id: str) -> bool:
@@ -199,7 +187,9 @@ class WorkflowGateway:
     async def _start(self, wf: AnyWorkflow, workflow_id: str, input_json: Any) -> Response:
         address = wf.address(workflow_id)
         command_id = start_command_id(address)
-        envelope = _envelope(command_id, address, "control", "start", {"input": input_json}, None)
+        envelope = prevalidated_envelope(
+            command_id, address, "control", "start", {"input": input_json}, None
+        )
         # Recorded as accepted (so a status request on any node waits for it rather than
         # answering 404) while the broker takes it; the 202 needs both.
         recorded = _watch(self.accepted.record(command_id, address, "start"))
@@ -235,7 +225,9 @@ class WorkflowGateway:
         address = wf.address(workflow_id)
         what = "cancel" if kind == "control" else f"signal {name}"
         reply = await self._round_trip(
-            address, lambda route: _envelope(command_id, address, kind, name, args, route), wait
+            address,
+            lambda route: prevalidated_envelope(command_id, address, kind, name, args, route),
+            wait,
         )
         self.metrics.command(wf.type_name, what, reply.status)
         if reply.status == "applied":
@@ -298,28 +290,6 @@ class WorkflowGateway:
             await _watch(self.accepted.record(command_id, address, name))
         except Exception:  # the 504 still carries the id; the outcome will appear later
             return
-
-
-def _envelope(
-    command_id: str,
-    address: str,
-    kind: EnvelopeKind,
-    name: str,
-    args: dict[str, Any],
-    reply_to: str | None,
-) -> Envelope:
-    # Every part is validated already (address, name, args), so skip re-validation.
-    return Envelope.model_construct(
-        command_id=command_id,
-        address=address,
-        kind=kind,
-        name=name,
-        args=args,
-        reply_to=reply_to,
-        correlation=None,
-        reply=None,
-        sent_at=datetime.now(UTC),
-    )
 
 
 def _canonical(value: Any) -> bytes:

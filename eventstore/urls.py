@@ -7,6 +7,7 @@ created when missing, so each namespace, test or tenant can live in its own sche
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -60,16 +61,19 @@ class StoreLocation:
             return
         if self.schema and self.schema != "public":
             try:
-                with psycopg.connect(make_conninfo(**self.conninfo), autocommit=True) as c:
+                with (
+                    psycopg.connect(make_conninfo(**self.conninfo), autocommit=True) as c,
+                    # IF NOT EXISTS is not atomic: a process that opened the same new
+                    # schema a moment earlier created it between the check and the insert.
+                    contextlib.suppress(
+                        psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema
+                    ),
+                ):
                     c.execute(
                         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                             sql.Identifier(self.schema)
                         )
                     )
-            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema):
-                # IF NOT EXISTS is not atomic: a process that opened the same new
-                # schema a moment earlier created it between the check and the insert.
-                pass
             except psycopg.Error as exc:
                 raise StoreUnavailableError(
                     f"cannot reach PostgreSQL at {self.display_url}: {exc}"
