@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import http_sagas, http_workloads, inprocess, kafka, rehydration, stream
+from bench import broker, http_sagas, http_workloads, inprocess, kafka, rehydration, stream
 from bench.options import Options
 from bench.stores import DEFAULT_PG, postgres_reachable
 from bench.table import Table
@@ -30,6 +30,9 @@ class Section:
 SECTIONS: dict[str, Section] = {
     "inprocess": Section(inprocess.run, "in-process command throughput (signals, updates)"),
     "rehydration": Section(rehydration.run, "cold load time versus history length"),
+    "broker": Section(
+        broker.run, "the embedded broker alone: hop latency versus partition size", default=False
+    ),
     "kafka": Section(
         kafka.run, "W1 through the broker: 1 and 2 worker processes (PostgreSQL)", default=False
     ),

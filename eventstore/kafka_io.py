@@ -53,7 +53,7 @@ class KafkaSettings:
     # A worker polls every few milliseconds, so 30 s between polls means it is stuck.
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 10
-    linger_ms: int = 1
+    linger_ms: int = 0
     connect_timeout: float = 30.0
     bootstrap_timeout_ms: int = 5_000
     # A group leader only notices a topic that appeared (or grew) after it assigned
