@@ -53,6 +53,8 @@ class KafkaSettings:
     # A worker polls every few milliseconds, so 30 s between polls means it is stuck.
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 10
+    # Send at once: the client still batches whatever queues up while a request is in
+    # flight, and waiting for more only adds to every hop of an update's round trip.
     linger_ms: int = 0
     connect_timeout: float = 30.0
     bootstrap_timeout_ms: int = 5_000
