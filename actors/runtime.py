@@ -157,7 +157,12 @@ class Runtime:
     def _load(
         self, kind: ActorKind, address: str, prefetched: LoadedStream | None = None
     ) -> tuple[Actor, int]:
-        stream = prefetched or self.store.load(address, snapshot_type=kind.snapshot_type)
+        # ``is None``, not falsiness: a prefetched empty stream (a new actor) is an answer.
+        stream = (
+            prefetched
+            if prefetched is not None
+            else self.store.load(address, snapshot_type=kind.snapshot_type)
+        )
         self.loads += 1
         if stream.snapshot is not None:
             try:

@@ -295,3 +295,21 @@ def test_forgetting_partitions_drops_their_actors(store: Store) -> None:
     assert "Counter/c" in d.runtime
     d.runtime.forget_partitions([0])
     assert d.runtime.cached == 0
+
+
+def test_new_actors_of_a_batch_are_loaded_together_not_again_one_by_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new actor's stream is empty; the batch's prefetch answered for it all the same."""
+    d = Driver(store, ALL_ENTITIES)
+    single: list[str] = []
+    load = store.load
+
+    def counted(stream_id: str, **kwargs: object) -> object:
+        single.append(stream_id)
+        return load(stream_id, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "load", counted)
+    d.run([command(Counter, "fresh-1", "add", by=1), command(Counter, "fresh-2", "add", by=2)])
+    assert single == []
+    assert d.runtime.loads == 2
