@@ -38,6 +38,7 @@ class Host:
         cache_size: int = 10_000,
         idle_passivation: float | None = 600.0,
         max_batch: int = 500,
+        local_delivery: bool = True,
         tick_interval: float = 1.0,
         group: str = "entityflow-workers",
         clock: Clock = system_clock,
@@ -66,6 +67,7 @@ class Host:
             self.mailbox,
             group=group,
             max_batch=max_batch,
+            local_delivery=local_delivery,
             tick_interval=tick_interval,
         )
         self.client = Client(self.mailbox, self.store, self.catalog)

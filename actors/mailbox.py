@@ -15,6 +15,9 @@ from typing import Protocol
 
 from actors.envelopes import Envelope, Reply
 
+LOCAL_OFFSET = -1
+"""The offset of a delivery that did not come through the broker (see ``local_delivery``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -25,6 +28,11 @@ class Delivery:
     raw: bytes
     envelope: Envelope | None
     error: str | None = None
+
+    @property
+    def local(self) -> bool:
+        """Handed over inside the worker: it has no offset, and moves no position."""
+        return self.offset == LOCAL_OFFSET
 
 
 class PartitionListener(Protocol):

@@ -97,6 +97,16 @@ class InMemoryMailbox:
         self.append_raw(self.partition_of(envelope.address), envelope.encode())
         return _done()
 
+    def log_length(self, partition: int) -> int:
+        """How many messages a partition holds (what tests look at)."""
+        with self._cond:
+            return len(self._logs[partition])
+
+    def raw_log(self, partition: int) -> list[bytes]:
+        """A copy of a partition's messages as stored (what tests look at)."""
+        with self._cond:
+            return list(self._logs[partition])
+
     def append_raw(self, partition: int, raw: bytes) -> None:
         """Put bytes straight into a partition (tests use it to inject poison)."""
         with self._cond:

@@ -258,7 +258,8 @@ class Runtime:
         batch.prefetched = self._prefetch(cold)
         in_batch: dict[str, CommandOutcome] = {}
         for d in deliveries:
-            batch.last_offsets[d.partition] = d.offset
+            if not d.local:
+                batch.last_offsets[d.partition] = d.offset
             if d.envelope is None:
                 batch.dead_letters.append((d, d.error or "undecodable message"))
                 continue

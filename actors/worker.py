@@ -5,6 +5,9 @@ each partition to its tracked position, and each commit moves the position only 
 the value this worker last saw (a fenced tracking record). A worker that lost its
 partitions without noticing (a zombie) therefore fails to commit, forgets what it
 holds, and re-reads positions. Nothing is replied or sent before the commit.
+
+Messages to actors of partitions this worker owns skip the broker (``local_delivery``):
+they join the next batch, which then fences the positions of their partitions too.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 from actors.envelopes import Envelope, Reply
+from actors.local_delivery import LocalDeliveries
 from actors.mailbox import Delivery, Mailbox, MailboxConsumer, position_name
 from actors.runtime import BatchResult, Runtime
 from eventstore import Commit, ConcurrencyConflictError, FencedTracking, StoreUnavailableError
@@ -29,6 +33,7 @@ class WorkerStats:
 
     batches: int = 0
     messages: int = 0
+    local_messages: int = 0
     conflicts: int = 0
     store_failures: int = 0
     dead_letters: int = 0
@@ -41,8 +46,8 @@ class WorkerStats:
     def summary(self) -> str:
         per = max(self.batches, 1)
         return (
-            f"{self.messages} messages in {self.batches} batches "
-            f"({self.messages / per:.1f} per batch); ms per batch: "
+            f"{self.messages} messages ({self.local_messages} co-located) in "
+            f"{self.batches} batches ({self.messages / per:.1f} per batch); ms per batch: "
             f"poll {self.poll_seconds / per * 1000:.1f}, "
             f"process {self.process_seconds / per * 1000:.1f}, "
             f"commit {self.commit_seconds / per * 1000:.1f}, "
@@ -75,6 +80,7 @@ class Worker:
         max_backoff: float = 5.0,
         on_batch: Callable[[BatchResult], None] | None = None,
         tick_interval: float = 1.0,
+        local_delivery: bool = True,
     ) -> None:
         self.runtime = runtime
         self.mailbox = mailbox
@@ -92,6 +98,7 @@ class Worker:
         self.tick_interval = tick_interval
         self._next_tick = 0.0
         self._to_wake: list[int] = []
+        self._local = LocalDeliveries() if local_delivery else None
 
     # -- partition ownership -----------------------------------------------------------
 
@@ -102,6 +109,10 @@ class Worker:
     def on_assigned(self, partitions: list[int]) -> None:
         consumer = self._consumer
         assert consumer is not None
+        if self._local is not None:
+            # What this worker sent to these partitions through the broker must be in
+            # their logs before the log ends are read: local messages wait for them.
+            self.mailbox.flush(timeout=30)
         for p in partitions:
             self._positions[p] = self._resume(consumer, p)
         self._to_wake.extend(partitions)
@@ -111,12 +122,16 @@ class Worker:
         for p in partitions:
             self._positions.pop(p, None)
         self.runtime.forget_partitions(partitions)
+        if self._local is not None:
+            self._send_all(self._local.revoked(partitions))
         log.info("revoked partitions %s", partitions)
 
     def _resume(self, consumer: MailboxConsumer, partition: int) -> _Position:
         """Seek to the tracked position; a position past the log's end means the log was reset."""
         tracked = self._read_position(partition)
         first, end = consumer.offsets(partition)
+        if self._local is not None:
+            self._local.assigned(partition, end)
         start = tracked if tracked is not None else first
         if tracked is not None and (tracked > end or tracked < first):
             # The broker lost its data (or retention passed us by): the log we tracked is
@@ -176,6 +191,10 @@ class Worker:
             self.close()
 
     def close(self) -> None:
+        if self._local is not None and len(self._local):
+            # Not lost if this fails: their senders' commits hold them (re-sent on wake).
+            self._send_all(self._local.drain())
+            self.mailbox.flush(timeout=10)
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
@@ -191,11 +210,7 @@ class Worker:
             self._stop.wait(self._backoff)
         stats = self.stats
         started = time.perf_counter()
-        deliveries = [
-            d
-            for d in consumer.poll(self.poll_timeout, self.max_batch)
-            if d.partition in self._positions
-        ]
+        deliveries = self._gather(consumer)
         self._housekeeping()
         if not deliveries:
             self.runtime.passivate_idle()
@@ -205,7 +220,8 @@ class Worker:
         try:
             batch = self.runtime.process(deliveries)
             self._dead_letter(batch)
-            batch.commit.positions.extend(self._advance(batch))
+            fences = self._advance(batch, deliveries)
+            batch.commit.positions.extend(fences.values())
             processed = time.perf_counter()
             stats.process_seconds += processed - polled
             self.runtime.store.commit(batch.commit)
@@ -215,6 +231,7 @@ class Worker:
             log.warning("batch lost a race, re-reading positions: %s", exc)
             self.runtime.forget_partitions(list(self._positions))
             self._resync()
+            self._put_back(deliveries)
             self._answer_from_store(deliveries)
             return 0
         except StoreUnavailableError as exc:
@@ -223,20 +240,36 @@ class Worker:
             log.warning("store unavailable, retrying the batch in %.1fs: %s", self._backoff, exc)
             self.runtime.forget_partitions(list(self._positions))
             self._rewind(deliveries)
+            self._put_back(deliveries)
             return 0
         self._backoff = 0.0
+        for p, fence in fences.items():
+            self._positions[p].tracked = fence.notification_id
         for p, last in batch.last_offsets.items():
-            pos = self._positions[p]
-            pos.tracked = pos.next_read = last + 1
+            self._positions[p].next_read = last + 1
         sending = time.perf_counter()
         self.runtime.committed(batch)
         self._after_commit(batch)
         stats.send_seconds += time.perf_counter() - sending
         stats.batches += 1
         stats.messages += len(deliveries)
+        stats.local_messages += sum(1 for d in deliveries if d.local)
         if self.on_batch is not None:
             self.on_batch(batch)
         return len(deliveries)
+
+    def _gather(self, consumer: MailboxConsumer) -> list[Delivery]:
+        """A batch: what the broker has for owned partitions, then co-located messages.
+
+        With co-located messages waiting, the poll does not wait for the broker.
+        """
+        waiting = self._local is not None and len(self._local) > 0
+        deliveries = [
+            d
+            for d in consumer.poll(0.0 if waiting else self.poll_timeout, self.max_batch)
+            if d.partition in self._positions
+        ]
+        return deliveries + self._take_local(self.max_batch - len(deliveries))
 
     def _housekeeping(self) -> None:
         """Wake unfinished actors of new partitions, and send what cached actors have due."""
@@ -254,7 +287,35 @@ class Worker:
             self._next_tick = now + self.tick_interval
             outgoing += self.runtime.tick()
         for envelope in outgoing:
+            self.dispatch(envelope)
+
+    # -- co-located delivery -------------------------------------------------------------
+
+    def dispatch(self, envelope: Envelope) -> None:
+        """Send through the broker, or keep for the next batch if this worker owns the actor."""
+        local = self._local
+        if local is not None:
+            partition = self.mailbox.partition_of(envelope.address)
+            if partition in self._positions and local.accepts(partition):
+                local.put(partition, envelope)
+                return
+        self.mailbox.send(envelope)
+
+    def _send_all(self, envelopes: Iterable[Envelope]) -> None:
+        for envelope in envelopes:
             self.mailbox.send(envelope)
+
+    def _take_local(self, room: int) -> list[Delivery]:
+        if self._local is None or room <= 0:
+            return []
+        positions = self._positions
+        taken, orphans = self._local.take(lambda p: positions[p].next_read, room)
+        self._send_all(orphans)
+        return taken
+
+    def _put_back(self, deliveries: list[Delivery]) -> None:
+        if self._local is not None:
+            self._local.put_back(deliveries)
 
     def _answer_from_store(self, deliveries: list[Delivery]) -> None:
         """Reply to commands of a lost race whose outcome is stored.
@@ -282,15 +343,29 @@ class Worker:
                 batch.replies.append((envelope.reply_to, Reply.of(outcome, envelope.correlation)))
         self._after_commit(batch)
 
-    def _advance(self, batch: BatchResult) -> list[FencedTracking]:
-        return [
-            FencedTracking(
-                application_name=position_name(self.mailbox, p),
-                notification_id=last + 1,
-                expected=self._positions[p].tracked,
-            )
+    def _advance(self, batch: BatchResult, deliveries: list[Delivery]) -> dict[int, FencedTracking]:
+        """Move the positions read from; fence, unmoved, those only co-located messages used.
+
+        A batch of co-located messages reads nothing from the broker, but it writes to
+        actors of the partitions they belong to, so it must fail like any other batch if
+        another worker has taken one of them over (a zombie cannot commit).
+        """
+        fences = {
+            p: self._fence(p, last + 1, self._positions[p].tracked)
             for p, last in batch.last_offsets.items()
-        ]
+        }
+        for p in {d.partition for d in deliveries if d.local} - fences.keys():
+            pos = self._positions[p]
+            stay = pos.tracked if pos.tracked is not None else pos.next_read
+            fences[p] = self._fence(p, stay, pos.tracked)
+        return fences
+
+    def _fence(self, partition: int, moved_to: int, expected: int | None) -> FencedTracking:
+        return FencedTracking(
+            application_name=position_name(self.mailbox, partition),
+            notification_id=moved_to,
+            expected=expected,
+        )
 
     def _rewind(self, deliveries: list[Delivery]) -> None:
         consumer = self._consumer
@@ -300,7 +375,7 @@ class Worker:
 
     def _dead_letter(self, batch: BatchResult) -> None:
         """Park poison messages before committing past them (at-least-once to the DLQ)."""
-        futures = [self.mailbox.dead_letter(d, error) for d, error in batch.dead_letters]
+        futures = [self.mailbox.dead_letter(_with_raw(d), error) for d, error in batch.dead_letters]
         for f in futures:
             f.result(timeout=30)
         self.stats.dead_letters += len(futures)
@@ -318,4 +393,11 @@ class Worker:
         # on them: outcomes are stored (a caller can ask), and a workflow re-sends a call
         # that got no reply.
         for envelope in batch.messages_after_commit():
-            self.mailbox.send(envelope)
+            self.dispatch(envelope)
+
+
+def _with_raw(delivery: Delivery) -> Delivery:
+    """A co-located delivery has no bytes read from the broker; the dead-letter topic needs some."""
+    if delivery.local and delivery.envelope is not None:
+        return replace(delivery, raw=delivery.envelope.encode())
+    return delivery

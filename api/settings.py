@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     max_batch: Annotated[
         int, Field(ge=1, le=100_000, description="messages per worker batch (one transaction)")
     ] = 500
+    local_delivery: bool = Field(
+        default=True,
+        description=(
+            "a worker hands messages to actors of partitions it owns over in memory, "
+            "not through the broker (sagas take fewer broker trips)"
+        ),
+    )
     update_timeout: Annotated[
         float, Field(gt=0, le=3600, description="seconds an update waits by default (504 after)")
     ] = 10.0

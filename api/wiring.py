@@ -118,6 +118,7 @@ def build_host(
         cache_size=settings.actor_cache_size,
         idle_passivation=settings.actor_idle_seconds,
         max_batch=settings.max_batch,
+        local_delivery=settings.local_delivery,
         group=settings.worker_group,
         run_worker=run_worker,
     )

@@ -82,7 +82,9 @@ class WorkerProcess:
 
     def terminate(self, timeout: float = 60) -> int:
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        code = self.process.wait(timeout)
+        self._reader.join(timeout)  # its last words (the summary) are read, too
+        return code
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -17,7 +17,7 @@ import pytest
 from actors import EntityNotFoundError, Host, InMemoryMailbox, Mailbox
 from examples.shop import ENTITIES, WORKFLOWS, Account, Cart, InventoryItem
 from sagas import Workflow, WorkflowClient, WorkflowKind
-from tests.sagas_tests.support import TEST_WORKFLOWS, Vault
+from tests.sagas_tests.support import TEST_WORKFLOWS, LossyMailbox, Vault
 
 ALL_ENTITIES = (*ENTITIES, Vault)
 ALL_WORKFLOWS: tuple[Workflow[Any, Any], ...] = (*WORKFLOWS, *TEST_WORKFLOWS)
@@ -85,6 +85,7 @@ def make_shop(store_url: str) -> Iterator[ShopFactory]:
         resend_after: float = 30.0,
         tick_interval: float = 0.05,
         cache_size: int = 10_000,
+        local_delivery: bool | None = None,
     ) -> Shop:
         kinds = {
             w.name: WorkflowKind(w, entities=ALL_ENTITIES, resend_after=resend_after)
@@ -96,6 +97,11 @@ def make_shop(store_url: str) -> Iterator[ShopFactory]:
             kinds=list(kinds.values()),
             mailbox=mailbox if mailbox is not None else InMemoryMailbox(),
             cache_size=cache_size,
+            # A LossyMailbox loses messages on their way through the broker: keep them on
+            # that way, unless a test says otherwise.
+            local_delivery=(
+                not isinstance(mailbox, LossyMailbox) if local_delivery is None else local_delivery
+            ),
         )
         host.worker.tick_interval = tick_interval
         host.start()
