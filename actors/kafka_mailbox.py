@@ -3,7 +3,8 @@
 Every message to one actor carries its address as the record key, so Kafka's default
 partitioner puts it in one partition: one owner, total order. Values are the envelope's
 JSON; headers carry its kind, command id and reply route for tools that do not parse
-JSON. Updates are answered on a per-process reply topic; poison goes to a dead-letter
+JSON. Updates are answered on a per-process reply topic, and, where the caller can be
+reached, by a UDP datagram too (``reply_datagrams``); poison goes to a dead-letter
 topic with its error. Tracked positions are named after the commands topic's id, so a
 broker that lost the topic (the embedded one keeps nothing) is recognised as a new log
 rather than silently skipped.
@@ -19,11 +20,18 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from actors.envelopes import Envelope, Reply
 from actors.errors import MailboxUnavailableError
 from actors.mailbox import Delivery, PartitionListener
+from actors.reply_datagrams import (
+    REPLIES,
+    DatagramReceiver,
+    DatagramSender,
+    split_route,
+    with_datagrams,
+)
 from eventstore.kafka_io import (
     Admin,
     BrokerUnavailableError,
@@ -36,8 +44,6 @@ from eventstore.kafka_io import (
 )
 
 log = logging.getLogger("entityflow.mailbox")
-# A reply record holds every reply of one worker batch for one reply topic.
-_REPLIES: TypeAdapter[list[Reply]] = TypeAdapter(list[Reply])
 REPLY_ROUTE = "kafka:"
 STUCK_JOIN_SECONDS = 30.0
 """How long a worker waits for its group join to settle before it joins afresh."""
@@ -78,8 +84,13 @@ class KafkaMailbox:
         partitions: int = 16,
         replication_factor: int = 1,
         create_topics: bool = True,
+        reply_host: str | None = None,
     ) -> None:
+        """``reply_host``: where workers may send this process's replies as datagrams
+        (None: only through its reply topic)."""
         self.settings = settings
+        self.reply_host = reply_host
+        self._datagrams = DatagramSender()
         self.topics = KafkaTopics(namespace)
         self.partition_count = partitions
         self.replication_factor = replication_factor
@@ -149,11 +160,16 @@ class KafkaMailbox:
         )
 
     def send_replies(self, route: str, replies: Sequence[Reply]) -> None:
-        if not route.startswith(REPLY_ROUTE):
+        base, datagram_to = split_route(route)
+        if not base.startswith(REPLY_ROUTE):
             log.warning("cannot deliver replies to unknown route %r", route)
             return
-        topic = route[len(REPLY_ROUTE) :]
-        future = self._producer.send(topic, _REPLIES.dump_json(list(replies)))
+        topic = base[len(REPLY_ROUTE) :]
+        # A reply record holds every reply of one worker batch for one reply topic.
+        payload = REPLIES.dump_json(list(replies))
+        if datagram_to is not None:
+            self._datagrams.send(datagram_to, topic, payload)
+        future = self._producer.send(topic, payload)
         future.add_done_callback(_log_failure(f"{len(replies)} replies to {topic}"))
 
     def dead_letter(self, delivery: Delivery, error: str) -> Future[None]:
@@ -190,6 +206,7 @@ class KafkaMailbox:
             self._producer.flush(5)
         self._producer.close()
         self._admin.close()
+        self._datagrams.close()
 
 
 def _log_failure(what: str) -> Callable[[Future[KafkaRecord]], None]:
@@ -295,10 +312,19 @@ class KafkaReplyChannel:
         self._waiting: dict[str, Future[Reply]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._datagrams: DatagramReceiver | None = None
+        if mailbox.reply_host is not None:
+            self._datagrams = DatagramReceiver(mailbox.reply_host, self.topic, self._resolve)
+            self.route = with_datagrams(self.route, *self._datagrams.address)
         mailbox._admin.ensure_topics({self.topic: 1})
         self._consumer = TailConsumer(mailbox.settings, self.topic, from_beginning=True)
         self._thread = threading.Thread(target=self._run, name="entityflow-replies", daemon=True)
         self._thread.start()
+
+    @property
+    def datagrams_received(self) -> int:
+        """Reply batches that came by datagram (0 when this channel takes none)."""
+        return self._datagrams.received if self._datagrams is not None else 0
 
     def expect(self, command_id: str) -> Future[Reply]:
         with self._lock:
@@ -322,15 +348,19 @@ class KafkaReplyChannel:
                 self._heal()
             for record in records:
                 try:
-                    replies = _REPLIES.validate_json(record.value)
+                    replies = REPLIES.validate_json(record.value)
                 except ValidationError:
                     log.warning("ignoring undecodable replies on %s", self.topic)
                     continue
-                with self._lock:
-                    found = [(self._waiting.pop(r.command_id, None), r) for r in replies]
-                for fut, reply in found:
-                    if fut is not None and not fut.done():
-                        fut.set_result(reply)
+                self._resolve(replies)
+
+    def _resolve(self, replies: Sequence[Reply]) -> None:
+        """Answer whoever waits; a reply's second copy (topic or datagram) finds nobody."""
+        with self._lock:
+            found = [(self._waiting.pop(r.command_id, None), r) for r in replies]
+        for fut, reply in found:
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
 
     def _heal(self) -> None:
         """Recreate the reply topic if the broker lost it, and read it again."""
@@ -346,6 +376,8 @@ class KafkaReplyChannel:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._datagrams is not None:
+            self._datagrams.close()
         self._consumer.close()
         try:
             self._mailbox._admin.delete_topics([self.topic])

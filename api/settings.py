@@ -65,6 +65,15 @@ class Settings(BaseSettings):
             "not through the broker (sagas take fewer broker trips)"
         ),
     )
+    reply_host: str = Field(
+        default="auto",
+        min_length=1,
+        max_length=253,
+        description=(
+            "where workers also send this process's replies as UDP datagrams, besides its "
+            "Kafka reply topic: auto (this host's address), a host or IP, or off"
+        ),
+    )
     update_timeout: Annotated[
         float, Field(gt=0, le=3600, description="seconds an update waits by default (504 after)")
     ] = 10.0

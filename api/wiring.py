@@ -15,6 +15,7 @@ from typing import Any
 
 from actors import ActorKind, Entity, EntitySpec, Host, InMemoryMailbox, Mailbox
 from actors.kafka_mailbox import KafkaMailbox
+from actors.reply_datagrams import advertised_host
 from api.settings import Settings
 from eventstore import EventRegistry, Store
 from eventstore.kafka_io import KafkaSettings
@@ -94,6 +95,7 @@ def open_mailbox(settings: Settings, bootstrap_servers: str | None = None) -> Ma
         namespace=settings.namespace,
         partitions=settings.partitions,
         replication_factor=settings.replication_factor,
+        reply_host=advertised_host(settings.reply_host),
     )
 
 

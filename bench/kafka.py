@@ -33,6 +33,8 @@ from psycopg import sql
 
 from actors import Client, EntityCatalog
 from actors.kafka_mailbox import KafkaMailbox
+from actors.reply_datagrams import advertised_host
+from api.settings import Settings
 from bench.options import Options
 from bench.stores import store_url
 from bench.table import Table
@@ -158,7 +160,12 @@ def _one_run(workers: int, options: Options, results: dict[str, list[Run]]) -> N
     with EmbeddedBroker() as broker, store_url("postgres", options.pg) as url:
         namespace = f"bench{os.getpid()}w{workers}"
         mailbox = KafkaMailbox(
-            KafkaSettings(broker.bootstrap_servers), namespace=namespace, partitions=PARTITIONS
+            KafkaSettings(broker.bootstrap_servers),
+            namespace=namespace,
+            partitions=PARTITIONS,
+            # replies by datagram too, as entityflow's own processes get them by default
+            # (ENTITYFLOW_REPLY_HOST=off compares without)
+            reply_host=advertised_host(Settings().reply_host),
         )
         client, store = _client(url, mailbox)
         try:

@@ -1,0 +1,126 @@
+"""Replies as UDP datagrams, beside the Kafka reply topic: the fast way back to a caller.
+
+An update's round trip crosses the broker twice: the command to the worker, the reply
+back. The way back needs no log: the outcome is already stored (a caller that misses its
+reply can ask), and the Kafka reply topic still carries every reply. So a caller that
+can be reached also listens on a UDP port, its reply route names it, and a worker sends
+each batch's replies there too, right after the commit. Whichever copy comes first
+answers the caller; the other finds nobody waiting. A datagram that is lost, too large,
+or sent to an address the worker cannot reach costs nothing but the time the Kafka
+copy takes.
+
+A datagram starts with the reply topic's name (random, per process) and a newline, so a
+stray datagram, or one meant for an earlier process on the same port, is ignored. This
+is no more trust than the reply topic asks for: whoever can write to it can answer too.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+
+from pydantic import TypeAdapter, ValidationError
+
+from actors.envelopes import Reply
+
+log = logging.getLogger("entityflow.mailbox")
+REPLIES: TypeAdapter[list[Reply]] = TypeAdapter(list[Reply])
+MAX_DATAGRAM = 60_000
+"""Larger reply batches travel only through the topic (UDP's limit is 65,507 bytes)."""
+_MARK = "#udp="
+
+
+def advertised_host(setting: str) -> str | None:
+    """The host workers should send datagrams to: ``auto`` is this host's address."""
+    if setting == "off":
+        return None
+    if setting != "auto":
+        return setting
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def with_datagrams(route: str, host: str, port: int) -> str:
+    """A reply route that also names a datagram address (Kafka topic names have no '#')."""
+    return f"{route}{_MARK}{host}:{port}"
+
+
+def split_route(route: str) -> tuple[str, tuple[str, int] | None]:
+    """(the topic route, the datagram address or None)."""
+    base, mark, address = route.partition(_MARK)
+    if not mark:
+        return route, None
+    host, _, port = address.rpartition(":")
+    try:
+        return base, (host, int(port))
+    except ValueError:
+        return base, None
+
+
+class DatagramSender:
+    """The worker's side: one socket, one datagram per reply route and batch."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self.sent = 0
+
+    def send(self, address: tuple[str, int], topic: str, payload: bytes) -> None:
+        data = topic.encode() + b"\n" + payload
+        if len(data) > MAX_DATAGRAM:
+            return
+        try:
+            self._sock.sendto(data, address)
+            self.sent += 1
+        except OSError as exc:  # the topic copy still goes; say why this one did not
+            log.debug("reply datagram to %s not sent: %s", address, exc)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class DatagramReceiver:
+    """The caller's side: a port, and a thread that hands each valid batch to ``deliver``."""
+
+    def __init__(self, host: str, topic: str, deliver: Callable[[Sequence[Reply]], None]) -> None:
+        self.topic = topic
+        self._prefix = topic.encode() + b"\n"
+        self._deliver = deliver
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        # Workers on other hosts send here; a loopback address needs no wider exposure.
+        local_only = host.startswith("127.") or host == "localhost"
+        self._sock.bind(("127.0.0.1" if local_only else "0.0.0.0", 0))
+        self._sock.settimeout(0.2)
+        self.address = (host, self._sock.getsockname()[1])
+        self.received = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="entityflow-datagrams", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(65_536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            if not data.startswith(self._prefix):
+                continue
+            try:
+                replies = REPLIES.validate_json(data[len(self._prefix) :])
+            except ValidationError:
+                log.warning("ignoring an undecodable reply datagram for %s", self.topic)
+                continue
+            self.received += 1
+            self._deliver(replies)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
