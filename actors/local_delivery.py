@@ -69,6 +69,11 @@ class LocalDeliveries:
         returned = [(d.partition, d.envelope) for d in deliveries if d.local and d.envelope]
         self._queue.extendleft(reversed(returned))
 
+    def has_ready(self, read_up_to: Callable[[int], int]) -> bool:
+        """Whether :meth:`take` would hand out anything (then the poll need not wait)."""
+        ready_from = self._ready_from
+        return any(p not in ready_from or read_up_to(p) >= ready_from[p] for p, _ in self._queue)
+
     def take(
         self, read_up_to: Callable[[int], int], limit: int
     ) -> tuple[list[Delivery], list[Envelope]]:

@@ -33,15 +33,25 @@ _MARK = "#udp="
 
 
 def advertised_host(setting: str) -> str | None:
-    """The host workers should send datagrams to: ``auto`` is this host's address."""
+    """The IPv4 address workers should send datagrams to (``auto``: this host's).
+
+    A name is resolved here, once, so that workers never look one up per reply; one that
+    does not resolve is a configuration error, said at start.
+    """
     if setting == "off":
         return None
-    if setting != "auto":
-        return setting
+    if setting == "auto":
+        try:
+            return socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return "127.0.0.1"
     try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
+        return socket.gethostbyname(setting)
+    except OSError as exc:
+        raise ValueError(
+            f"ENTITYFLOW_REPLY_HOST={setting!r} does not resolve to an IPv4 address ({exc}); "
+            "give an address workers can reach, or 'auto', or 'off'"
+        ) from exc
 
 
 def with_datagrams(route: str, host: str, port: int) -> str:
@@ -50,15 +60,21 @@ def with_datagrams(route: str, host: str, port: int) -> str:
 
 
 def split_route(route: str) -> tuple[str, tuple[str, int] | None]:
-    """(the topic route, the datagram address or None)."""
+    """(the topic route, the datagram address or None).
+
+    Only an IPv4 literal and a port in range make an address: a route comes from a
+    message, and a worker must neither look names up nor fail after its commit on one.
+    """
     base, mark, address = route.partition(_MARK)
     if not mark:
         return route, None
     host, _, port = address.rpartition(":")
     try:
-        return base, (host, int(port))
-    except ValueError:
+        socket.inet_pton(socket.AF_INET, host)
+        number = int(port)
+    except (OSError, ValueError):
         return base, None
+    return base, ((host, number) if 0 < number < 65_536 else None)
 
 
 class DatagramSender:

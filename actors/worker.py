@@ -261,9 +261,10 @@ class Worker:
     def _gather(self, consumer: MailboxConsumer) -> list[Delivery]:
         """A batch: what the broker has for owned partitions, then co-located messages.
 
-        With co-located messages waiting, the poll does not wait for the broker.
+        With co-located messages ready, the poll does not wait for the broker; held ones
+        (a new partition not read to its end yet) wait for it like anything else.
         """
-        waiting = self._local is not None and len(self._local) > 0
+        waiting = self._local is not None and self._local.has_ready(self._next_read)
         deliveries = [
             d
             for d in consumer.poll(0.0 if waiting else self.poll_timeout, self.max_batch)
@@ -308,10 +309,12 @@ class Worker:
     def _take_local(self, room: int) -> list[Delivery]:
         if self._local is None or room <= 0:
             return []
-        positions = self._positions
-        taken, orphans = self._local.take(lambda p: positions[p].next_read, room)
+        taken, orphans = self._local.take(self._next_read, room)
         self._send_all(orphans)
         return taken
+
+    def _next_read(self, partition: int) -> int:
+        return self._positions[partition].next_read
 
     def _put_back(self, deliveries: list[Delivery]) -> None:
         if self._local is not None:

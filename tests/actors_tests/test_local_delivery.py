@@ -15,6 +15,7 @@ from actors import Envelope, Host, InMemoryMailbox
 from actors.local_delivery import LocalDeliveries
 from actors.mailbox import position_name
 from examples.shop import ENTITIES, Account
+from tests.actors_tests.conftest import ALL_ENTITIES
 
 
 def _env(address: str, n: int) -> Envelope:
@@ -43,7 +44,9 @@ def test_a_new_partition_holds_its_messages_until_the_log_is_read_to_where_it_en
     assert all(d.local and d.partition == 0 for d in taken)
     assert orphans == [] and len(local) == 3
 
+    assert not local.has_ready(read_up_to.__getitem__)  # held: the poll may wait
     read_up_to[1] = 5  # the worker has now read what was in the log at assignment
+    assert local.has_ready(read_up_to.__getitem__)
     taken, _ = local.take(read_up_to.__getitem__, limit=100)
     assert [d.envelope.args["n"] for d in taken if d.envelope] == [0, 1, 2]
     assert len(local) == 0 and local.delivered == 6
@@ -201,4 +204,23 @@ def test_a_worker_that_lets_go_sends_what_it_kept_through_the_broker(store_url: 
     finally:
         a.stop()
         b.stop()
+        mailbox.close()
+
+
+def test_a_co_located_message_whose_handler_crashes_is_dead_lettered_whole(
+    store_url: str,
+) -> None:
+    mailbox = InMemoryMailbox(partitions=1)
+    host = Host(store_url, ALL_ENTITIES, mailbox=mailbox, run_worker=False)
+    try:
+        assert host.worker.step() == 0
+        crash = Envelope(address="Counter/c", kind="signal", name="crash")
+        host.worker.dispatch(crash)
+        assert host.worker.step() == 1
+        (parked,) = mailbox.dead_letters
+        assert parked.delivery.local
+        assert Envelope.decode(parked.delivery.raw) == crash  # the message itself, not b""
+        assert parked.error == "ValueError: handler bug"
+    finally:
+        host.stop()
         mailbox.close()

@@ -39,12 +39,16 @@ def test_a_route_names_its_topic_and_its_datagram_address() -> None:
     route = with_datagrams("kafka:ns.replies.abc", "10.1.2.3", 40_000)
     assert split_route(route) == ("kafka:ns.replies.abc", ("10.1.2.3", 40_000))
     assert split_route("kafka:ns.replies.abc") == ("kafka:ns.replies.abc", None)
-    assert split_route("kafka:t#udp=host:notaport") == ("kafka:t", None)
+    for bad in ("host:5000", "127.0.0.1:notaport", "127.0.0.1:99999", "127.0.0.1:-1", ":5", "1:5"):
+        assert split_route(f"kafka:t#udp={bad}") == ("kafka:t", None), bad
 
 
 def test_the_advertised_host_is_a_setting_or_this_hosts_address() -> None:
     assert advertised_host("off") is None
     assert advertised_host("10.0.0.7") == "10.0.0.7"
+    assert advertised_host("localhost") == "127.0.0.1"  # resolved once, at start
+    with pytest.raises(ValueError, match="does not resolve"):
+        advertised_host("no-such-host.invalid")
     auto = advertised_host("auto")
     assert auto is not None
     socket.inet_aton(auto)  # an IPv4 address a worker can send to
@@ -155,5 +159,33 @@ def test_with_every_datagram_lost_the_topic_still_answers(
             assert _ask(mailbox, "open", owner="Ada").status == "applied"
             reply = _ask(mailbox, "deposit", amount="7")
             assert Decimal(reply.result) == Decimal("7")
+    finally:
+        mailbox.close()
+
+
+@pytest.mark.kafka
+def test_a_bad_datagram_address_in_a_route_does_not_stop_the_worker(
+    tmp_path: Path, kafka_bootstrap: str, namespace: str
+) -> None:
+    """A route comes from a message: an address no socket takes is skipped, not raised."""
+    host, mailbox = _host(tmp_path, kafka_bootstrap, namespace)
+    try:
+        with host:
+            channel = mailbox.reply_channel()
+            topic_route, _ = split_route(channel.route)
+            for n, bad in enumerate(("127.0.0.1:99999", "no-such-host.invalid:5000")):
+                env = Envelope(
+                    address=f"Account/b{n}",
+                    kind="update",
+                    name="open",
+                    args={"owner": "Bo"},
+                    reply_to=f"{topic_route}#udp={bad}",
+                )
+                answer = channel.expect(env.command_id)
+                mailbox.send(env).result(10)
+                assert answer.result(20).status == "applied"  # by the topic
+            assert channel.datagrams_received == 0
+            assert _ask(mailbox, "open", owner="Ada").status == "applied"  # still serving
+            channel.close()
     finally:
         mailbox.close()
