@@ -535,9 +535,11 @@ class TailConsumer:
         parts = self._consumer.partitions_for_topic(self.topic) or set()
         tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
-        if self._from_beginning:
+        # A topic the client does not know yet has no partitions: nothing to seek (a seek
+        # without partitions raises); the caller assigns again once ``partitions`` is empty.
+        if tps and self._from_beginning:
             self._consumer.seek_to_beginning(*tps)
-        else:
+        elif tps:
             self._consumer.seek_to_end(*tps)
         self._partitions = sorted(parts)
 

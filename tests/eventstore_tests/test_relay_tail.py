@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka_io import KafkaRecord, KafkaSettings, Producer
+from eventstore.kafka_io import Admin, KafkaRecord, KafkaSettings, Producer, TailConsumer
 from eventstore.relay import Relay, RelayOptions, StreamTopics
 from eventstore.stream_format import (
     StreamEvent,
@@ -189,3 +190,30 @@ def test_relay_and_tail_without_a_cluster_say_what_to_set(
         main(["schemas", "--format", "yaml"])
     assert exited.value.code == 2
     assert "invalid choice: 'yaml'" in capsys.readouterr().err
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("from_beginning", [True, False])
+def test_tailing_a_topic_that_does_not_exist_yet_waits_for_it(
+    kafka_bootstrap: str, namespace: str, from_beginning: bool
+) -> None:
+    """The topic is unknown when the tail starts: no partitions, no error, and later records."""
+    settings = KafkaSettings(kafka_bootstrap)
+    topic = f"{namespace}.later"
+    tail = TailConsumer(settings, topic, from_beginning=from_beginning)
+    producer = Producer(settings)
+    try:
+        assert tail.partitions == ()
+        Admin(settings).ensure_topics({topic: 1})
+        got: list[KafkaRecord] = []
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            if not tail.partitions:
+                tail.assign()
+            else:
+                producer.send(topic, b"hello").result(10)
+            got += tail.poll(0.2)
+        assert got and got[0].value == b"hello"
+    finally:
+        producer.close()
+        tail.close()
