@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck unit bench clean
+.PHONY: dev test lint typecheck unit bench clean postgres
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# PostgreSQL on 127.0.0.1:5432 (database test, user postgres, trust): installed and started
+# by the project itself when missing.
+postgres:
+	deploy/local/postgres.sh
+
+test: lint typecheck postgres
 	$(BIN)/pytest
 
 unit: $(STAMP)
