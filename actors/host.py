@@ -41,6 +41,7 @@ class Host:
         local_delivery: bool = True,
         tick_interval: float = 1.0,
         group: str = "entityflow-workers",
+        instance_id: str | None = None,
         clock: Clock = system_clock,
         run_worker: bool = True,
     ) -> None:
@@ -69,6 +70,7 @@ class Host:
             max_batch=max_batch,
             local_delivery=local_delivery,
             tick_interval=tick_interval,
+            instance_id=instance_id,
         )
         self.client = Client(self.mailbox, self.store, self.catalog)
         self._run_worker = run_worker

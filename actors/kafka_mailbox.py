@@ -59,7 +59,9 @@ class KafkaTopics:
         self.replies_prefix = f"{namespace}.replies."
 
 
-def _chain(source: Future[KafkaRecord]) -> Future[None]:
+def _chain(
+    source: Future[KafkaRecord], on_failure: Callable[[], None] | None = None
+) -> Future[None]:
     target: Future[None] = Future()
 
     def done(f: Future[KafkaRecord]) -> None:
@@ -68,6 +70,8 @@ def _chain(source: Future[KafkaRecord]) -> Future[None]:
             target.set_result(None)
         else:
             target.set_exception(MailboxUnavailableError(str(exc)))
+            if on_failure is not None:
+                on_failure()
 
     source.add_done_callback(done)
     return target
@@ -101,6 +105,7 @@ class KafkaMailbox:
         self._topic_id: str | None = None
         self._identity_lock = threading.Lock()
         self._closed = False
+        self._healed_at = 0.0
         self.refresh_identity()
 
     # -- topics -----------------------------------------------------------------------
@@ -110,6 +115,26 @@ class KafkaMailbox:
             {self.topics.commands: self.partition_count, self.topics.deadletters: 1},
             replication_factor=self.replication_factor,
         )
+
+    def heal_topics_soon(self) -> None:
+        """After a failed send: recreate missing topics (at most every 5 s, off the IO thread).
+
+        A broker that lost its data has none of entityflow's topics, and topics are only
+        created by entityflow (``auto.create.topics.enable=false``): whoever notices first
+        (a sender, or an idle worker) puts them back, with the configured partition count.
+        """
+        now = time.monotonic()
+        if self._closed or now - self._healed_at < 5.0:
+            return
+        self._healed_at = now
+
+        def heal() -> None:
+            try:
+                self.ensure_topics()
+            except BrokerUnavailableError as exc:
+                log.warning("cannot (re)create topics: %s", exc)
+
+        threading.Thread(target=heal, name="entityflow-topics", daemon=True).start()
 
     def refresh_identity(self) -> None:
         """Re-read the commands topic's id (it changes when the broker recreated it)."""
@@ -156,7 +181,8 @@ class KafkaMailbox:
                 envelope.encode(),
                 key=envelope.address.encode(),
                 headers=headers,
-            )
+            ),
+            self.heal_topics_soon,
         )
 
     def send_replies(self, route: str, replies: Sequence[Reply]) -> None:
@@ -193,8 +219,10 @@ class KafkaMailbox:
     def reply_channel(self) -> KafkaReplyChannel:
         return KafkaReplyChannel(self)
 
-    def consumer(self, group: str, listener: PartitionListener) -> KafkaMailboxConsumer:
-        return KafkaMailboxConsumer(self, group, listener)
+    def consumer(
+        self, group: str, listener: PartitionListener, *, instance_id: str | None = None
+    ) -> KafkaMailboxConsumer:
+        return KafkaMailboxConsumer(self, group, listener, instance_id)
 
     @property
     def closed(self) -> bool:
@@ -237,10 +265,18 @@ def decode_record(record: KafkaRecord) -> Delivery:
 class KafkaMailboxConsumer:
     """The worker group's view of the commands topic."""
 
-    def __init__(self, mailbox: KafkaMailbox, group: str, listener: PartitionListener) -> None:
+    def __init__(
+        self,
+        mailbox: KafkaMailbox,
+        group: str,
+        listener: PartitionListener,
+        instance_id: str | None = None,
+    ) -> None:
         self._mailbox = mailbox
         self._listener = listener
-        self._consumer = GroupConsumer(mailbox.settings, mailbox.topics.commands, group)
+        self._consumer = GroupConsumer(
+            mailbox.settings, mailbox.topics.commands, group, instance_id=instance_id
+        )
         self._last_heal = time.monotonic()
 
     def poll(self, timeout: float, max_records: int) -> list[Delivery]:
@@ -254,16 +290,14 @@ class KafkaMailboxConsumer:
                 self._mailbox.refresh_identity()
                 self._listener.on_assigned(change.assigned)
                 changed.update(change.assigned)
-        # Under eager rebalancing, revoked partitions stay in the client's assignment
-        # until the join completes, so a pending join counts as having none.
-        if not records and (self._consumer.joining_for() > 0 or not self._consumer.assignment()):
+        if not records:
             self._heal()
         # Records of partitions whose owner changed during this poll were fetched from
         # a position nobody chose; they are read again from the tracked position.
         return [decode_record(r) for r in records if r.partition not in changed]
 
     def _heal(self) -> None:
-        """With no partitions for a while, make sure the topics exist (broker came back empty).
+        """While idle, make sure the topics exist (the broker may have lost its data).
 
         A member whose join has gone unanswered for :data:`STUCK_JOIN_SECONDS` (seen
         with a broker that restarted empty: the client keeps waiting for a coordinator

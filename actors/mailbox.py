@@ -101,7 +101,10 @@ class Mailbox(Protocol):
 
     def reply_channel(self) -> ReplyChannel: ...
 
-    def consumer(self, group: str, listener: PartitionListener) -> MailboxConsumer: ...
+    def consumer(
+        self, group: str, listener: PartitionListener, *, instance_id: str | None = None
+    ) -> MailboxConsumer:
+        """Join ``group``; ``instance_id`` is a stable identity across restarts, if any."""
 
     def close(self) -> None: ...
 

@@ -132,7 +132,9 @@ class InMemoryMailbox:
         self._channels[channel.route] = channel
         return channel
 
-    def consumer(self, group: str, listener: PartitionListener) -> MemoryConsumer:
+    def consumer(
+        self, group: str, listener: PartitionListener, *, instance_id: str | None = None
+    ) -> MemoryConsumer:
         with self._cond:
             g = self._groups.setdefault(group, _Group())
             consumer = MemoryConsumer(self, g, listener)

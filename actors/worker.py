@@ -81,10 +81,14 @@ class Worker:
         on_batch: Callable[[BatchResult], None] | None = None,
         tick_interval: float = 1.0,
         local_delivery: bool = True,
+        instance_id: str | None = None,
     ) -> None:
+        """``instance_id``: this worker's stable identity in its group (static membership:
+        restarted under the same id, it takes its partitions back without a rebalance)."""
         self.runtime = runtime
         self.mailbox = mailbox
         self.group = group
+        self.instance_id = instance_id
         self.max_batch = max_batch
         self.poll_timeout = poll_timeout
         self.retry_backoff = retry_backoff
@@ -172,7 +176,7 @@ class Worker:
 
     def start(self) -> None:
         if self._consumer is None:
-            self._consumer = self.mailbox.consumer(self.group, self)
+            self._consumer = self.mailbox.consumer(self.group, self, instance_id=self.instance_id)
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand and let go of its partitions."""

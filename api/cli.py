@@ -35,7 +35,7 @@ from api.wiring import (
     open_mailbox,
 )
 from eventstore import EventRegistry, EventStoreError
-from eventstore.embedded_broker import EmbeddedBroker
+from eventstore.kafka import ApacheKafka, local_broker
 from eventstore.relay import Relay, StreamTopics
 from eventstore.stream_tail import StreamFilter, TailOptions, tail
 
@@ -96,7 +96,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _tune_gc()
     print(
         f"entityflow worker: store {host.store.url}, mailbox {mailbox.name}, "
-        f"group {settings.worker_group}; Ctrl-C to stop",
+        f"group {settings.group()}"
+        f"{f' as {settings.worker_id}' if settings.worker_id else ''}; Ctrl-C to stop",
         flush=True,
     )
     try:
@@ -132,16 +133,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    print(f"entityflow dev: {line}", flush=True)
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Everything on one machine: embedded broker, a worker and the API, example loaded."""
+    """Everything on one machine: a local broker, a worker and the API, example loaded."""
     settings = _settings()
     _setup_logging(settings)
     domain = load_domain(args.domain)
     with contextlib.ExitStack() as stack:
         bootstrap = settings.kafka_bootstrap_servers
-        embedded = not bootstrap
+        about = ""
         if not bootstrap:
-            broker = stack.enter_context(EmbeddedBroker())
+            broker = local_broker(
+                Path(settings.dev_kafka_dir),
+                port=settings.dev_kafka_port,
+                controller_port=settings.dev_kafka_port + 1,
+                say=_say,
+            )
+            if isinstance(broker, ApacheKafka):
+                _say(f"starting Apache Kafka on port {broker.port} (data in {broker.home})")
+                about = f" (Apache Kafka, data kept in {broker.home})"
+            else:
+                about = " (tansu, memory only: a restart loses queued commands)"
+            broker.start()
+            stack.callback(broker.stop)
             bootstrap = broker.bootstrap_servers
         settings = settings.model_copy(update={"kafka_bootstrap_servers": bootstrap})
         mailbox = open_mailbox(settings)
@@ -162,7 +179,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             f"  OpenAPI   {url}/openapi.json\n"
             f"  health    {url}/readyz   metrics {url}/metrics\n"
             f"  store     {host.store.url}\n"
-            f"  broker    {bootstrap}{' (embedded, keeps nothing)' if embedded else ''}\n"
+            f"  broker    {bootstrap}{about}\n"
             f"  e.g.      curl -X POST {url}/entities/Account/acct-7/updates/open "
             "-H 'content-type: application/json' -d '{\"owner\": \"Ada\"}'\n"
             "Ctrl-C to stop.",

@@ -23,8 +23,24 @@ class Settings(BaseSettings):
     )
     kafka_bootstrap_servers: str | None = Field(
         default=None,
-        description="host:port[,...]; unset under `entityflow dev` starts the embedded broker",
+        description=(
+            "host:port[,...]; unset under `entityflow dev` starts a local Apache Kafka "
+            "(tansu where no Java is present)"
+        ),
     )
+    dev_kafka_dir: str = Field(
+        default=".entityflow/kafka",
+        min_length=1,
+        description="where `entityflow dev` keeps its Apache Kafka's data (kept across restarts)",
+    )
+    dev_kafka_port: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=65534,
+            description="port of the broker `entityflow dev` starts (its controller: the next)",
+        ),
+    ] = 9092
     namespace: Annotated[
         str,
         Field(
@@ -52,8 +68,19 @@ class Settings(BaseSettings):
     actor_idle_seconds: Annotated[
         float, Field(gt=0, description="an actor idle this long is passivated")
     ] = 600.0
-    worker_group: str = Field(
-        default="entityflow-workers", description="Kafka consumer group of the workers"
+    worker_group: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Kafka consumer group of the workers (default: {namespace}.workers)",
+    )
+    worker_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$",
+        description=(
+            "this worker's stable identity in its group (e.g. the pod name of a "
+            "StatefulSet): restarted under it, it takes its partitions back at once"
+        ),
     )
     max_batch: Annotated[
         int, Field(ge=1, le=100_000, description="messages per worker batch (one transaction)")
@@ -99,3 +126,7 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="interface the API binds")
     api_port: Annotated[int, Field(ge=0, le=65535, description="port the API binds")] = 8000
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    def group(self) -> str:
+        """The workers' consumer group: one per namespace unless set."""
+        return self.worker_group or f"{self.namespace}.workers"

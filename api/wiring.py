@@ -121,7 +121,8 @@ def build_host(
         idle_passivation=settings.actor_idle_seconds,
         max_batch=settings.max_batch,
         local_delivery=settings.local_delivery,
-        group=settings.worker_group,
+        group=settings.group(),
+        instance_id=settings.worker_id,
         run_worker=run_worker,
     )
 

@@ -14,7 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import broker, http_sagas, http_workloads, inprocess, kafka, rehydration, stream
+from bench import (
+    broker,
+    http_sagas,
+    http_workloads,
+    inprocess,
+    kafka,
+    peers,
+    rehydration,
+    stream,
+    sustained,
+)
 from bench.options import Options
 from bench.stores import DEFAULT_PG, postgres_reachable
 from bench.table import Table
@@ -31,7 +41,7 @@ SECTIONS: dict[str, Section] = {
     "inprocess": Section(inprocess.run, "in-process command throughput (signals, updates)"),
     "rehydration": Section(rehydration.run, "cold load time versus history length"),
     "broker": Section(
-        broker.run, "the embedded broker alone: hop latency versus partition size", default=False
+        broker.run, "Apache Kafka alone: ack and hop latency versus partition size", default=False
     ),
     "kafka": Section(
         kafka.run, "W1 through the broker: 1 and 2 worker processes (PostgreSQL)", default=False
@@ -41,6 +51,12 @@ SECTIONS: dict[str, Section] = {
     ),
     "stream": Section(stream.run, "event stream: lag under W1, relay events/s", default=False),
     "sagas": Section(http_sagas.run, "W3 order sagas over HTTP: API + worker", default=False),
+    "sustained": Section(
+        sustained.run, "W1 updates over HTTP for --seconds, per 30 s window", default=False
+    ),
+    "peers": Section(
+        peers.run, "entityflow beside Restate on the shared W1-W3 driver", default=False
+    ),
 }
 
 
@@ -66,6 +82,20 @@ def parse(argv: list[str]) -> tuple[list[str], Options, bool]:
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
     )
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        help="a running Kafka cluster (host:port) instead of one Apache Kafka per section",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=300.0, help="length of the sustained W1 run"
+    )
+    parser.add_argument(
+        "--peers", default=Options.peers, help="the shared bench folder (peers section)"
+    )
+    parser.add_argument(
+        "--only", default="W1,W2,W3", help="workloads of the peers section (W1,W2,W3)"
+    )
     args = parser.parse_args(argv)
     stores = tuple(s for s in args.stores.split(",") if s)
     bad_sections = set(args.sections) - set(SECTIONS)
@@ -79,7 +109,18 @@ def parse(argv: list[str]) -> tuple[list[str], Options, bool]:
     if args.runs < 1:
         parser.error("--runs must be >= 1")
     sections = list(dict.fromkeys(args.sections)) or [n for n, s in SECTIONS.items() if s.default]
-    options = Options(runs=args.runs, stores=stores, pg=args.pg, sizes=args.sizes)
+    if args.seconds < 30:
+        parser.error("--seconds must be at least 30 (one window)")
+    options = Options(
+        runs=args.runs,
+        stores=stores,
+        pg=args.pg,
+        sizes=args.sizes,
+        bootstrap=args.bootstrap,
+        seconds=args.seconds,
+        peers=args.peers,
+        only=tuple(w for w in args.only.split(",") if w),
+    )
     return sections, options, args.check
 
 

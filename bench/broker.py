@@ -1,15 +1,18 @@
-"""The embedded broker's own costs, so the other tables can be read against them.
+"""The broker every bench section runs on, and its own hop latency.
 
-Two things every hop through the embedded broker (tansu, in-memory) pays, measured with
-entityflow's own producer and tail consumer on one partition:
+``section_broker`` starts one Apache Kafka (a KRaft node from the official jars, the one
+the tests use) for a whole section: every run of the section shares it, so a figure that
+only a fresh broker could give would show up as runs that get slower. ``--bootstrap``
+points every section at a cluster that is already running instead.
 
-- ``hop``: a record sent (idempotent, ``acks=all``) at a random moment until a consumer
-  that is already waiting receives it. The broker answers a waiting fetch only when its
-  wait is over, not when a record arrives, so a hop costs about half the fetch wait on
-  top of the send;
-- ``fetch after N records``: the same hop once the partition holds N records. The
-  in-memory log answers a fetch in time that grows with the partition, which is why the
-  Kafka bench starts a fresh broker for every run.
+The ``broker`` section measures what a hop through that broker costs, with entityflow's
+own producer and tail consumer on one partition:
+
+- ``ack``: an idempotent ``acks=all`` send until the broker acknowledged it;
+- ``hop``: a record sent at a random moment until a consumer already waiting receives
+  it (Apache Kafka answers a waiting fetch as soon as a record is appended, so this is
+  the send plus one fetch response, not a fetch wait);
+- both again once the partition holds N records: flat, so runs may share one broker.
 
 Figures are medians of ``--runs`` runs of 200 hops each.
 """
@@ -20,85 +23,109 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from bench.options import Options
 from bench.table import Table
-from eventstore.embedded_broker import EmbeddedBroker
+from eventstore.kafka import ApacheKafka, kafka_version
 from eventstore.kafka_io import Admin, KafkaSettings, Producer, TailConsumer
 
 HOPS = 200
-BACKLOGS = (0, 50_000, 100_000, 200_000)
-TOPIC = "bench.hops"
+BACKLOGS = (0, 100_000, 400_000)
+TOPIC_PREFIX = "bench.hops"
 
 
-def _hop_ms(producer: Producer, consumer: TailConsumer) -> float:
-    """Median milliseconds from send to receipt, the consumer polling on its own thread."""
+@contextmanager
+def section_broker(options: Options) -> Iterator[str]:
+    """Bootstrap servers of the broker a section runs on: started once, stopped after."""
+    if options.bootstrap:
+        yield options.bootstrap
+        return
+    with ApacheKafka(say=print) as broker:
+        yield broker.bootstrap_servers
+
+
+def broker_name(options: Options) -> str:
+    return options.bootstrap or f"Apache Kafka {kafka_version()} (one KRaft node)"
+
+
+def _hops(producer: Producer, consumer: TailConsumer, topic: str) -> tuple[float, float]:
+    """Median ms of (acknowledged send, send -> waiting consumer), the consumer on its thread."""
     received: list[float] = []
     stop = threading.Event()
 
     def poll() -> None:
         while not stop.is_set():
-            if consumer.poll(0.1):
+            if consumer.poll(0.5):
                 received.append(time.perf_counter())
 
     reader = threading.Thread(target=poll, daemon=True)
     reader.start()
+    acks: list[float] = []
     hops: list[float] = []
     try:
         for _ in range(HOPS):
             time.sleep(random.uniform(0.002, 0.012))
             seen = len(received)
             sent = time.perf_counter()
-            producer.send(TOPIC, b"x" * 200).result(timeout=10)
+            producer.send(topic, b"x" * 200).result(timeout=10)
+            acks.append((time.perf_counter() - sent) * 1000)
             deadline = sent + 10
             while len(received) == seen:
                 if time.perf_counter() > deadline:
-                    raise TimeoutError("a record sent to the embedded broker never arrived")
+                    raise TimeoutError("a record sent to the broker never arrived")
                 time.sleep(0.0002)
             hops.append((received[-1] - sent) * 1000)
     finally:
         stop.set()
         reader.join()
-    return statistics.median(hops)
+    return statistics.median(acks), statistics.median(hops)
 
 
-def _fill(producer: Producer, upto: int, have: int) -> int:
-    futures = [producer.send(TOPIC, b"y" * 200) for _ in range(upto - have)]
+def _one_run(bootstrap: str, run: int) -> dict[int, tuple[float, float]]:
+    settings = KafkaSettings(bootstrap)
+    admin = Admin(settings)
+    topic = f"{TOPIC_PREFIX}.{run}.{random.randrange(1 << 30)}"
+    admin.ensure_topics({topic: 1})
+    producer = Producer(settings)
+    consumer = TailConsumer(settings, topic)
+    try:
+        have = 0
+        out: dict[int, tuple[float, float]] = {}
+        for backlog in BACKLOGS:
+            have = _fill_topic(producer, topic, backlog, have)
+            consumer.assign()  # from the end: only new records count
+            out[backlog] = _hops(producer, consumer, topic)
+            have += HOPS
+        return out
+    finally:
+        consumer.close()
+        producer.close()
+        admin.delete_topics([topic])
+        admin.close()
+
+
+def _fill_topic(producer: Producer, topic: str, upto: int, have: int) -> int:
+    futures = [producer.send(topic, b"y" * 200) for _ in range(upto - have)]
     for f in futures:
-        f.result(timeout=60)
+        f.result(timeout=120)
     return upto
 
 
-def _one_run() -> dict[int, float]:
-    with EmbeddedBroker() as broker:
-        settings = KafkaSettings(broker.bootstrap_servers)
-        admin = Admin(settings)
-        admin.ensure_topics({TOPIC: 1})
-        admin.close()
-        producer = Producer(settings)
-        consumer = TailConsumer(settings, TOPIC)
-        try:
-            have = 0
-            out: dict[int, float] = {}
-            for backlog in BACKLOGS:
-                have = _fill(producer, backlog, have)
-                consumer.assign()  # from the end: only new records count
-                out[backlog] = _hop_ms(producer, consumer)
-                have += HOPS
-            return out
-        finally:
-            consumer.close()
-            producer.close()
-
-
 def run(options: Options) -> Table:
-    runs = [_one_run() for _ in range(options.runs)]
+    with section_broker(options) as bootstrap:
+        runs = [_one_run(bootstrap, i) for i in range(options.runs)]
     wait = KafkaSettings.fetch_max_wait_ms  # the default every entityflow client uses
     table = Table(
-        f"Embedded broker: one hop (send -> waiting consumer), fetch wait {wait} ms, "
-        f"median of {options.runs} runs of {HOPS} hops",
-        ["records already in the partition", "hop ms"],
+        f"{broker_name(options)}: one hop (send -> waiting consumer), fetch wait {wait} ms, "
+        f"median of {options.runs} runs of {HOPS} hops, all runs on one broker",
+        ["records already in the partition", "ack ms", "hop ms"],
     )
     for backlog in BACKLOGS:
-        table.add(backlog, statistics.median(r[backlog] for r in runs))
+        table.add(
+            backlog,
+            statistics.median(r[backlog][0] for r in runs),
+            statistics.median(r[backlog][1] for r in runs),
+        )
     return table

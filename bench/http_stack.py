@@ -1,7 +1,8 @@
 """What the HTTP workloads run against, and the client that loads it.
 
-``running_stack`` starts the production shape on this machine: the embedded broker, one
-``entityflow worker`` process and one ``entityflow serve`` process, over a throwaway store.
+``running_stack`` starts the production shape on this machine: ``entityflow worker`` and
+``entityflow serve`` processes on the section's broker, over a throwaway store and a topic
+namespace of their own.
 ``load`` drives it with a small keep-alive HTTP/1.1 client on raw asyncio streams, so the
 numbers measure the server rather than a heavyweight client library (the load generator
 shares the machine's two cores with the API, the worker, the broker and the database).
@@ -24,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from eventstore import EventRegistry, Store
-from eventstore.embedded_broker import EmbeddedBroker, free_port
+from eventstore.kafka import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,47 +68,52 @@ def _wait_ready(url: str, processes: list[subprocess.Popen[bytes]], timeout: flo
 def running_stack(
     store: str,
     logs: Path,
+    bootstrap: str,
     *,
     partitions: int = 8,
     workers: int = 1,
     separate_relay: bool = False,
+    domain: str | None = None,
 ) -> Iterator[Stack]:
-    """Broker + worker process(es) + API process over ``store``; stopped when the block ends.
+    """Worker process(es) + API process over ``store``; stopped when the block ends.
 
     ``separate_relay`` runs the event stream relay as its own process (``entityflow relay``)
-    instead of inside the worker, as a deployment may choose to.
+    instead of inside the worker, as a deployment may choose to. ``domain`` names the
+    module exporting ENTITIES and WORKFLOWS (default: the shop example).
     """
     # Create the tables once, before two processes race to create them.
     Store(store, EventRegistry()).close()
-    with EmbeddedBroker() as broker:
-        port = free_port()
-        env = {
-            "ENTITYFLOW_STORE": store,
-            "ENTITYFLOW_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "ENTITYFLOW_NAMESPACE": f"bench{uuid.uuid4().hex[:8]}",
-            "ENTITYFLOW_PARTITIONS": str(partitions),
-            "ENTITYFLOW_API_PORT": str(port),
-            "ENTITYFLOW_LOG_LEVEL": "WARNING",
-        }
-        stack = Stack(f"http://127.0.0.1:{port}", "127.0.0.1", port)
-        try:
-            worker_env = {**env, "ENTITYFLOW_RELAY": "false"} if separate_relay else env
-            for n in range(workers):
-                stack.processes.append(_spawn(["worker"], worker_env, logs / f"worker{n}.log"))
-            stack.processes.append(_spawn(["serve"], env, logs / "api.log"))
-            if separate_relay:
-                stack.processes.append(_spawn(["relay"], env, logs / "relay.log"))
-            _wait_ready(stack.url, stack.processes, 90)
-            yield stack
-        finally:
-            for p in reversed(stack.processes):
-                p.send_signal(signal.SIGTERM)
-            for p in stack.processes:
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+    port = free_port()
+    env = {
+        "ENTITYFLOW_STORE": store,
+        "ENTITYFLOW_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "ENTITYFLOW_NAMESPACE": f"bench{uuid.uuid4().hex[:8]}",
+        "ENTITYFLOW_PARTITIONS": str(partitions),
+        "ENTITYFLOW_API_PORT": str(port),
+        "ENTITYFLOW_LOG_LEVEL": "WARNING",
+    }
+    domain_args = ["--domain", domain] if domain else []
+    stack = Stack(f"http://127.0.0.1:{port}", "127.0.0.1", port)
+    try:
+        worker_env = {**env, "ENTITYFLOW_RELAY": "false"} if separate_relay else env
+        for n in range(workers):
+            stack.processes.append(
+                _spawn(["worker", *domain_args], worker_env, logs / f"worker{n}.log")
+            )
+        stack.processes.append(_spawn(["serve", *domain_args], env, logs / "api.log"))
+        if separate_relay:
+            stack.processes.append(_spawn(["relay", *domain_args], env, logs / "relay.log"))
+        _wait_ready(stack.url, stack.processes, 90)
+        yield stack
+    finally:
+        for p in reversed(stack.processes):
+            p.send_signal(signal.SIGTERM)
+        for p in stack.processes:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def request(method: str, path: str, body: bytes = b"", headers: str = "") -> bytes:

@@ -1,7 +1,8 @@
 """W1 without HTTP: commands through the real broker to worker processes on PostgreSQL.
 
-Per worker count (1, then 2 OS processes running ``entityflow worker``) on a fresh
-embedded broker and PostgreSQL schema, with 100 accounts:
+Per worker count (1, then 2 OS processes running ``entityflow worker``) on the section's
+Apache Kafka (one for every run) and a fresh PostgreSQL schema and topic namespace per
+run, with 100 accounts:
 
 - ``signal``: the bench process sends 10,000 deposits fire-and-forget (each acknowledged
   by the broker); the clock stops when the last one is committed (outcome rows counted);
@@ -9,8 +10,8 @@ embedded broker and PostgreSQL schema, with 100 accounts:
   table shows commands/s and the round-trip p50/p99;
 - ``update x1``: one caller, one update in flight: the bare round-trip latency.
 
-Every run starts a fresh broker, schema and workers and checks the balances; figures
-are medians of ``--runs`` runs.
+Every run starts a fresh schema and workers on the shared broker and checks the balances;
+figures are medians of ``--runs`` runs.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ from actors import Client, EntityCatalog
 from actors.kafka_mailbox import KafkaMailbox
 from actors.reply_datagrams import advertised_host
 from api.settings import Settings
+from bench.broker import broker_name, section_broker
 from bench.options import Options
 from bench.stores import store_url
 from bench.table import Table
 from eventstore import EventRegistry, Store
-from eventstore.embedded_broker import EmbeddedBroker
 from eventstore.kafka_io import KafkaSettings
 from examples.shop import ENTITIES, Account
 
@@ -150,17 +151,12 @@ async def _updates(client: Client, callers: int, total: int, sent: Counter[str])
     return Run(len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000)
 
 
-def _one_run(workers: int, options: Options, results: dict[str, list[Run]]) -> None:
-    """One run of every mode on a fresh broker, schema and worker processes.
-
-    Fresh, because the embedded broker's in-memory log answers each fetch in time that
-    grows with the partition (see ``python -m bench broker``): runs sharing one broker
-    would measure its growing backlog, not entityflow.
-    """
-    with EmbeddedBroker() as broker, store_url("postgres", options.pg) as url:
-        namespace = f"bench{os.getpid()}w{workers}"
+def _one_run(workers: int, options: Options, bootstrap: str, results: dict[str, list[Run]]) -> None:
+    """One run of every mode on a fresh schema, namespace and worker processes."""
+    with store_url("postgres", options.pg) as url:
+        namespace = f"bench{os.getpid()}w{workers}r{len(results['signal'])}"
         mailbox = KafkaMailbox(
-            KafkaSettings(broker.bootstrap_servers),
+            KafkaSettings(bootstrap),
             namespace=namespace,
             partitions=PARTITIONS,
             # replies by datagram too, as entityflow's own processes get them by default
@@ -169,7 +165,7 @@ def _one_run(workers: int, options: Options, results: dict[str, list[Run]]) -> N
         )
         client, store = _client(url, mailbox)
         try:
-            with _workers(workers, url, broker.bootstrap_servers, namespace):
+            with _workers(workers, url, bootstrap, namespace):
                 asyncio.run(_open(client))
                 sent: Counter[str] = Counter()
                 results["signal"].append(_signals(client, mailbox, url, sent))
@@ -185,23 +181,24 @@ def _one_run(workers: int, options: Options, results: dict[str, list[Run]]) -> N
             store.close()
 
 
-def _configuration(workers: int, options: Options) -> dict[str, list[Run]]:
+def _configuration(workers: int, options: Options, bootstrap: str) -> dict[str, list[Run]]:
     results: dict[str, list[Run]] = {"signal": [], "update": [], "update x1": []}
     for _ in range(options.runs):
-        _one_run(workers, options, results)
+        _one_run(workers, options, bootstrap, results)
     return results
 
 
 def run(options: Options) -> Table:
     table = Table(
-        f"W1 through Kafka (no HTTP): {ACCOUNTS} accounts, {COMMANDS:,} deposits, embedded "
-        f"broker, PostgreSQL, worker processes (median of {options.runs} runs, each on a "
-        "fresh broker and schema)",
+        f"W1 through Kafka (no HTTP): {ACCOUNTS} accounts, {COMMANDS:,} deposits, "
+        f"{broker_name(options)}, PostgreSQL, worker processes (median of {options.runs} "
+        "runs on one broker, each on a fresh schema)",
         ["workers", "mode", "commands/s", "p50 ms", "p99 ms"],
     )
     signal_rates: dict[int, float] = {}
-    for workers in (1, 2):
-        results = _configuration(workers, options)
+    with section_broker(options) as bootstrap:
+        configurations = {w: _configuration(w, options, bootstrap) for w in (1, 2)}
+    for workers, results in configurations.items():
         for mode, runs in results.items():
             rate = statistics.median(r.rate for r in runs)
             p50 = [r.p50_ms for r in runs if r.p50_ms is not None]

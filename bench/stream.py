@@ -1,8 +1,8 @@
 """The event stream: end-to-end lag under W1 load, and relay throughput.
 
 - ``lag``: one ``entityflow worker`` process (which runs the relay, as deployed) on a fresh
-  PostgreSQL schema and embedded broker; the bench sends W1 (10,000 deposit signals to
-  100 accounts, as fast as the broker acknowledges them) and a subscriber in the bench
+  PostgreSQL schema and the section's Apache Kafka; the bench sends W1 (10,000 deposit
+  signals to 100 accounts, as fast as the broker acknowledges them) and a subscriber in the bench
   process (the ``subscribe`` helper) notes, for each Deposited event, the time from the
   event's recorded timestamp (set by the handler, just before its batch commits) to its
   arrival. The table shows p50/p99/max of that lag and the end-to-end rate (commands/s
@@ -34,11 +34,11 @@ import psycopg
 
 from actors import Client, EntityCatalog
 from actors.kafka_mailbox import KafkaMailbox
+from bench.broker import broker_name, section_broker
 from bench.options import Options
 from bench.stores import store_url
 from bench.table import Table
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.embedded_broker import EmbeddedBroker
 from eventstore.kafka_io import KafkaSettings
 from eventstore.relay import Relay, RelayOptions
 from eventstore.subscriptions import Subscription
@@ -219,16 +219,17 @@ def _pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1e3
 
 
-def _lag(options: Options, relay_in_worker: bool) -> dict[float | None, list[LagRun]]:
+def _lag(
+    options: Options, bootstrap: str, relay_in_worker: bool
+) -> dict[float | None, list[LagRun]]:
     """Lag runs per pace (None: W1 at full rate), on one worker, broker and subscriber."""
     runs: dict[float | None, list[LagRun]] = {pace: [] for pace in PACES}
     with (
-        EmbeddedBroker() as broker,
         store_url("postgres", options.pg) as url,
         tempfile.TemporaryDirectory(prefix="entityflow-stream-") as tmp,
     ):
         namespace = f"stream{os.getpid()}"
-        kafka = KafkaSettings(broker.bootstrap_servers)
+        kafka = KafkaSettings(bootstrap)
         mailbox = KafkaMailbox(kafka, namespace=namespace, partitions=PARTITIONS)
         catalog = EntityCatalog(ENTITIES)
         registry = EventRegistry()
@@ -245,14 +246,14 @@ def _lag(options: Options, relay_in_worker: bool) -> dict[float | None, list[Lag
                 sys.executable,
                 "-c",
                 "import sys; from bench.stream import subscriber; subscriber(*sys.argv[1:])",
-                broker.bootstrap_servers,
+                bootstrap,
                 namespace,
                 str(path),
             ],
             cwd=ROOT,
         )
         try:
-            with _processes(url, broker.bootstrap_servers, namespace, relay_in_worker):
+            with _processes(url, bootstrap, namespace, relay_in_worker):
                 asyncio.run(_open(client))
                 deadline = time.monotonic() + 60
                 while not Path(f"{path}.ready").exists() and time.monotonic() < deadline:
@@ -276,7 +277,7 @@ async def _open(client: Client) -> None:
     )
 
 
-def _relay_run(options: Options, broker: EmbeddedBroker) -> float:
+def _relay_run(options: Options, bootstrap: str) -> float:
     with store_url("postgres", options.pg) as url, Store(url, EventRegistry([Restocked])) as store:
         skus = [f"sku-{n}" for n in range(1_000)]
         per_sku = BACKLOG // len(skus)
@@ -290,7 +291,7 @@ def _relay_run(options: Options, broker: EmbeddedBroker) -> float:
         first: list[float] = []
         relay = Relay(
             store,
-            KafkaSettings(broker.bootstrap_servers),
+            KafkaSettings(bootstrap),
             RelayOptions(namespace=f"relay{uuid.uuid4().hex[:8]}", partitions=PARTITIONS),
             on_batch=lambda records: first.append(time.perf_counter()) if not first else None,
         ).start()
@@ -309,16 +310,16 @@ def _relay_run(options: Options, broker: EmbeddedBroker) -> float:
 def run(options: Options) -> Table:
     table = Table(
         f"Event stream: W1 ({COMMANDS:,} deposit signals, {ACCOUNTS} accounts) through one "
-        "worker process running the relay, PostgreSQL, embedded broker, a subscriber "
+        f"worker process running the relay, PostgreSQL, {broker_name(options)}, a subscriber "
         "process (subscribe helper); lag = event row committed -> seen by the subscriber "
         f"(and, in brackets, from the event's recorded time); relay catching up a "
         f"{BACKLOG:,}-event backlog (median of {options.runs} runs)",
         ["measure", "median", "runs"],
     )
     load_before = os.getloadavg()[0]
-    lag = _lag(options, relay_in_worker=True)
-    with EmbeddedBroker() as broker:
-        relay_rates = [_relay_run(options, broker) for _ in range(options.runs)]
+    with section_broker(options) as bootstrap:
+        lag = _lag(options, bootstrap, relay_in_worker=True)
+        relay_rates = [_relay_run(options, bootstrap) for _ in range(options.runs)]
     full = lag[None]
     rate = statistics.median(r.rate for r in full)
     for pace, runs in lag.items():

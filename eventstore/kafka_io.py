@@ -21,7 +21,9 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import (
+    FencedInstanceIdError,
     KafkaError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
@@ -38,6 +40,10 @@ class BrokerUnavailableError(EventStoreError, ConnectionError):
     """The Kafka cluster could not be reached, or did not acknowledge in time."""
 
 
+class DuplicateMemberError(EventStoreError, RuntimeError):
+    """Another group member joined with this member's static identity and fenced it out."""
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     """How to reach the cluster and how eagerly to talk to it."""
@@ -52,7 +58,9 @@ class KafkaSettings:
     # waits for members that will never come back (seen after a broker restarted empty).
     # A worker polls every few milliseconds, so 30 s between polls means it is stuck.
     max_poll_interval_ms: int = 30_000
-    fetch_max_wait_ms: int = 10
+    # Apache Kafka answers a waiting fetch as soon as a record is appended, so a long wait
+    # costs no latency and saves the idle fetch requests a short one repeats.
+    fetch_max_wait_ms: int = 500
     # Send at once: the client still batches whatever queues up while a request is in
     # flight, and waiting for more only adds to every hop of an update's round trip.
     linger_ms: int = 0
@@ -305,8 +313,33 @@ class Admin:
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):
                     self._admin.create_topics(missing)
+                self._wait_usable(t.name for t in missing)
         except KafkaError as exc:
             raise BrokerUnavailableError(f"cannot create topics {list(topics)}: {exc}") from exc
+
+    def _wait_usable(self, topics: Iterable[str], timeout: float = 30.0) -> None:
+        """Wait until every partition of new topics has a leader.
+
+        Creation is asynchronous: a group leader that assigns partitions before the
+        metadata shows them assigns none, and may not notice later that they appeared.
+        (A topic someone else created at the same moment counts with its own partitions.)
+        """
+        deadline = time.monotonic() + timeout
+        waiting = set(topics)
+        while waiting:
+            for desc in self._admin.describe_topics(sorted(waiting)):
+                parts = desc.get("partitions") or []
+                led = all(not p.get("error_code") and p.get("leader_id", -1) >= 0 for p in parts)
+                if not desc.get("error_code") and parts and led:
+                    waiting.discard(desc.get("name"))
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise BrokerUnavailableError(
+                    f"topics {sorted(waiting)} were created but have no leaders after "
+                    f"{timeout:.0f}s; is the broker healthy?"
+                )
+            time.sleep(0.05)
 
     def topic_id(self, topic: str) -> str | None:
         """The cluster's id of the topic's current incarnation (None if the broker has none)."""
@@ -381,6 +414,12 @@ class GroupConsumer:
 
     Changes of ownership are reported by :meth:`take_rebalances` after each poll, on the
     caller's thread, where the owner seeks its new partitions to where it wants to read.
+
+    Rebalancing is cooperative (KIP-429): a member keeps working on the partitions it
+    keeps while the group moves the others, instead of every member stopping for every
+    join. With ``instance_id`` the member is static (KIP-345): a process that restarts
+    under the same identity gets its partitions back at once, without a rebalance; one
+    that goes away for good holds them until its session times out.
     """
 
     def __init__(
@@ -389,10 +428,12 @@ class GroupConsumer:
         topic: str,
         group_id: str,
         *,
+        instance_id: str | None = None,
         auto_offset_reset: str = "earliest",
         max_poll_records: int = 500,
     ) -> None:
         self.topic = topic
+        self.instance_id = instance_id
         self._pending: list[Rebalance] = []
         self._pending_lock = threading.Lock()
         self._joining_since: float | None = time.monotonic()
@@ -410,11 +451,29 @@ class GroupConsumer:
                 max_poll_interval_ms=settings.max_poll_interval_ms,
                 fetch_max_wait_ms=settings.fetch_max_wait_ms,
                 max_poll_records=max_poll_records,
+                partition_assignment_strategy=[CooperativeStickyAssignor],
+                group_instance_id=instance_id,
             )
 
         self._make = make
         self._consumer: KafkaConsumer = _connect("group consumer", settings, make)
-        self._consumer.subscribe([topic], listener=_Listener(self))
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        """Join once this client's metadata shows the topic's partitions.
+
+        A leader that assigns before it sees them gives every member nothing (the range
+        assignor logs "No partition metadata"), and the group can then sit idle.
+        """
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            try:
+                if self._consumer.partitions_for_topic(self.topic):
+                    break
+            except KafkaError as exc:
+                log.warning("metadata of %s: %s", self.topic, exc)
+            time.sleep(0.1)
+        self._consumer.subscribe([self.topic], listener=_Listener(self))
 
     def _note(self, *, revoked: list[int] | None = None, assigned: list[int] | None = None) -> None:
         with self._pending_lock:
@@ -444,6 +503,11 @@ class GroupConsumer:
             batches = self._consumer.poll(
                 timeout_ms=int(timeout * 1000), max_records=max_records, update_offsets=True
             )
+        except FencedInstanceIdError as exc:
+            raise DuplicateMemberError(
+                f"another member of the group joined as {self.instance_id!r} and took over "
+                "this one's partitions; give each worker its own ENTITYFLOW_WORKER_ID"
+            ) from exc
         except KafkaError as exc:
             log.warning("poll on %s failed: %s", self.topic, exc)
             return []
@@ -492,7 +556,7 @@ class GroupConsumer:
         held = self.assignment()
         self.close()
         self._consumer = _connect("group consumer", self._settings, self._make)
-        self._consumer.subscribe([self.topic], listener=_Listener(self))
+        self._subscribe()
         with self._pending_lock:
             self._joining_since = time.monotonic()
         if held:

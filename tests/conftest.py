@@ -16,6 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from eventstore.kafka import ApacheKafka
+
 PG_BASE = os.environ.get("ENTITYFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -57,16 +59,28 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """One embedded broker for the session (ENTITYFLOW_TEST_KAFKA points at another)."""
-    external = os.environ.get("ENTITYFLOW_TEST_KAFKA")
-    if external:
-        yield external
-        return
-    from eventstore.embedded_broker import EmbeddedBroker
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    """One Apache Kafka broker for the whole run; tests keep apart by topic namespace.
 
-    with EmbeddedBroker() as broker:
-        yield broker.bootstrap_servers
+    A test that needs the broker down stops it and starts it again (its data is kept,
+    unless the test wipes it on purpose); :func:`running_broker` checks that each test
+    hands it back running.
+    """
+    with ApacheKafka(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
+
+
+@pytest.fixture
+def running_broker(kafka_broker: ApacheKafka) -> Iterator[ApacheKafka]:
+    """The shared broker, for a test that stops or restarts it; started again if left down."""
+    yield kafka_broker
+    if not kafka_broker.running:
+        kafka_broker.start()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: ApacheKafka) -> str:
+    return kafka_broker.bootstrap_servers
 
 
 @pytest.fixture

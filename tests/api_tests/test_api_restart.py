@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from eventstore.embedded_broker import free_port
+from eventstore.kafka import free_port
 from tests.integration.processes import WorkerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

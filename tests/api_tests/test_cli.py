@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from api import cli
-from eventstore.embedded_broker import free_port
+from eventstore.kafka import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,21 +58,70 @@ def _stop(process: subprocess.Popen[str]) -> str:
     return out
 
 
+def _dev_env() -> dict[str, str]:
+    return {"ENTITYFLOW_DEV_KAFKA_PORT": str(free_port())}
+
+
+def _without_java() -> dict[str, str]:
+    """PATH with every directory that holds a ``java`` left out: a machine with no Java."""
+    keep = [d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "java").exists()]
+    return {"PATH": os.pathsep.join(keep)}
+
+
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_dev_runs_broker_worker_and_api_with_the_shop(tmp_path: Path) -> None:
-    port = free_port()
-    process = _start(["dev", "--port", str(port)], tmp_path, {})
+def test_dev_runs_apache_kafka_worker_and_api_and_keeps_data_across_restarts(
+    tmp_path: Path,
+) -> None:
+    port, env = free_port(), _dev_env()
     url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, process)
+    process = _start(["dev", "--port", str(port)], tmp_path, env)
+    _wait_ready(url, process, timeout=120)
     r = httpx.post(f"{url}/entities/Account/acct-7/updates/open", json={"owner": "Ada"}, timeout=30)
     assert r.status_code == 200, r.text
     assert httpx.get(f"{url}/readyz").json()["checks"] == {"store": "ok", "broker": "ok"}
     assert httpx.get(f"{url}/docs").status_code == 200
     out = _stop(process)
     assert f"API docs  {url}/docs" in out
-    assert "(embedded, keeps nothing)" in out
+    assert "(Apache Kafka, data kept in" in out
     assert (tmp_path / ".entityflow" / "entityflow.db").exists()
+    assert (tmp_path / ".entityflow" / "kafka" / "data" / "meta.properties").exists()
+
+    meta = (tmp_path / ".entityflow" / "kafka" / "data" / "meta.properties").read_text()
+
+    # The second run opens the same broker log: same cluster, same commands topic, so the
+    # worker resumes from its tracked positions instead of finding the log reset.
+    again = _start(["dev", "--port", str(port)], tmp_path, env)
+    _wait_ready(url, again, timeout=120)
+    r = httpx.post(f"{url}/entities/Account/acct-7/signals/deposit", json={"amount": "5"})
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{url}/entities/Account/acct-7").json()["version"] < 2:
+        assert time.monotonic() < deadline, "the deposit was not applied"
+        time.sleep(0.1)
+    _stop(again)
+    assert (tmp_path / ".entityflow" / "kafka" / "data" / "meta.properties").read_text() == meta
+    # Positions are named after the commands topic's id: one id means one log, kept.
+    with sqlite3.connect(tmp_path / ".entityflow" / "entityflow.db") as db:
+        names = {row[0] for row in db.execute("SELECT application_name FROM tracking")}
+    logs = {name.split("#")[0] for name in names if "commands@" in name}
+    assert len(logs) == 1, names
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_dev_falls_back_to_tansu_where_no_java_is_present_and_says_what_it_costs(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    process = _start(["dev", "--port", str(port)], tmp_path, {**_dev_env(), **_without_java()})
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(url, process)
+    r = httpx.post(f"{url}/entities/Account/acct-7/updates/open", json={"owner": "Ada"}, timeout=30)
+    assert r.status_code == 200, r.text
+    out = _stop(process)
+    assert "no Java on this machine: falling back to tansu, a memory-only broker" in out
+    assert "(tansu, memory only: a restart loses queued commands)" in out
 
 
 @pytest.mark.kafka

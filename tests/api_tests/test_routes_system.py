@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ from api.app import create_app
 from api.server import ServerThread
 from api.settings import Settings
 from api.wiring import load_domain
-from eventstore.embedded_broker import EmbeddedBroker
+from eventstore.kafka import ApacheKafka
 from tests.api_tests.conftest import Stack
 
 
@@ -45,20 +44,13 @@ def test_metrics_count_requests_latencies_and_outcomes(stack: Stack) -> None:
     )
 
 
-@pytest.fixture
-def own_broker() -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker().start()
-    yield broker
-    broker.stop()
-
-
 @pytest.mark.kafka
 def test_broker_down_makes_readyz_and_commands_503_and_health_stays_up(
-    own_broker: EmbeddedBroker, tmp_path: Path
+    running_broker: ApacheKafka, tmp_path: Path
 ) -> None:
     settings = Settings(
         store=f"sqlite:///{tmp_path / 'store.db'}",
-        kafka_bootstrap_servers=own_broker.bootstrap_servers,
+        kafka_bootstrap_servers=running_broker.bootstrap_servers,
         namespace=f"t{uuid.uuid4().hex[:10]}",
         partitions=2,
         update_timeout=1.0,
@@ -69,7 +61,7 @@ def test_broker_down_makes_readyz_and_commands_503_and_health_stays_up(
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"store": "ok", "broker": "ok"}
         assert http.post("/entities/Account/a/signals/open", json={"owner": "A"}).status_code == 202
-        own_broker.stop()
+        running_broker.stop()
         down = http.get("/readyz")
         assert down.status_code == 503
         assert down.json()["checks"]["store"] == "ok"

@@ -20,7 +20,7 @@ from api.server import ServerThread
 from api.settings import Settings
 from api.wiring import Domain, load_domain
 from eventstore import EventRegistry, Store
-from eventstore.embedded_broker import EmbeddedBroker
+from eventstore.kafka import ApacheKafka
 from examples.shop import ENTITIES, Account
 from sagas import Workflow, WorkflowContext, WorkflowView
 from tests.api_tests.conftest import StackFactory
@@ -126,20 +126,13 @@ def test_a_parked_execution_refuses_messages_with_409_and_says_why(
         store.close()
 
 
-@pytest.fixture
-def own_broker() -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker().start()
-    yield broker
-    broker.stop()
-
-
 @pytest.mark.kafka
 def test_broker_down_makes_starts_and_cancellations_503_while_reads_work(
-    own_broker: EmbeddedBroker, tmp_path: Path
+    running_broker: ApacheKafka, tmp_path: Path
 ) -> None:
     settings = Settings(
         store=f"sqlite:///{tmp_path / 'store.db'}",
-        kafka_bootstrap_servers=own_broker.bootstrap_servers,
+        kafka_bootstrap_servers=running_broker.bootstrap_servers,
         namespace=f"t{uuid.uuid4().hex[:10]}",
         partitions=2,
         update_timeout=1.0,
@@ -150,7 +143,7 @@ def test_broker_down_makes_starts_and_cancellations_503_while_reads_work(
     body = {"workflow_id": "o-1", "input": {**order, "amount": "1"}}
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         assert _ok(http.post("/workflows/Order", json=body), 202) == {"workflow_id": "o-1"}
-        own_broker.stop()
+        running_broker.stop()
         started = time.monotonic()
         r = http.post("/workflows/Order", json={**body, "workflow_id": "o-2"})
         assert r.status_code == 503, r.text

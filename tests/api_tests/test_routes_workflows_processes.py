@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from eventstore.embedded_broker import free_port
+from eventstore.kafka import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from eventstore import (
     Store,
     upcaster,
 )
-from eventstore.embedded_broker import EmbeddedBroker, free_port
+from eventstore.kafka import ApacheKafka
 from eventstore.kafka_io import Admin, KafkaSettings
 from eventstore.relay import Relay, RelayOptions, StreamTopics
 from eventstore.stream_format import decode_stream_record
@@ -306,10 +306,12 @@ def test_events_stored_at_an_older_schema_are_published_upcast(
 
 
 def test_a_relay_waits_for_an_unreachable_broker_and_then_publishes(
-    store: Store, namespace: str
+    store: Store, namespace: str, running_broker: ApacheKafka
 ) -> None:
-    port = free_port()
-    kafka = KafkaSettings(f"127.0.0.1:{port}", connect_timeout=1.0, request_timeout_ms=3_000)
+    running_broker.stop()
+    kafka = KafkaSettings(
+        running_broker.bootstrap_servers, connect_timeout=1.0, request_timeout_ms=3_000
+    )
     write_restocks(store, ["sku-1", "sku-2"], 3)
     relay = Relay(
         store, kafka, RelayOptions(namespace=namespace, partitions=2, retry_backoff=0.2)
@@ -317,10 +319,10 @@ def test_a_relay_waits_for_an_unreachable_broker_and_then_publishes(
     try:
         wait_for(lambda: any("cannot reach Kafka" in e for e in relay.stats.errors), "a retry")
         assert store.position(relay.position_name) is None
-        with EmbeddedBroker(port):
-            wait_for(lambda: relay.stats.position == store.max_position(), "publish", 90)
-            records = read_topic(kafka, StreamTopics(namespace).events, 6, settle=0.3)
-            relay.close()
+        running_broker.start()
+        wait_for(lambda: relay.stats.position == store.max_position(), "publish", 90)
+        records = read_topic(kafka, StreamTopics(namespace).events, 6, settle=0.3)
+        relay.close()
     finally:
         relay.close()
     assert by_entity(records) == {f"InventoryItem/sku-{n}": [1, 2, 3] for n in (1, 2)}

@@ -34,10 +34,6 @@ class WorkerProcess:
             **os.environ,
             "ENTITYFLOW_STORE": store_url,
             "ENTITYFLOW_NAMESPACE": namespace,
-            # A group of its own per test: tests share the session's broker, and a group
-            # that earlier tests left mid-rebalance (the embedded broker can keep one so
-            # for a minute and more) must not hold up the next test's first join.
-            "ENTITYFLOW_WORKER_GROUP": f"{namespace}-workers",
             "ENTITYFLOW_PARTITIONS": str(partitions),
             "ENTITYFLOW_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",

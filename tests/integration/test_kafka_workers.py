@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -18,21 +17,13 @@ import pytest
 from actors import Client, EntityCatalog, Envelope
 from actors.kafka_mailbox import KafkaMailbox
 from eventstore import EventRegistry, Store
-from eventstore.embedded_broker import EmbeddedBroker, free_port
+from eventstore.kafka import ApacheKafka
 from eventstore.kafka_io import KafkaSettings, TailConsumer
 from examples.shop import ENTITIES, Account
 from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 PARTITIONS = 8
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def _client(pg_url: str, bootstrap: str, namespace: str) -> tuple[Client, KafkaMailbox, Store]:
@@ -256,17 +247,17 @@ def test_poison_goes_to_the_dead_letter_topic_and_the_partition_flows(
 
 
 def test_broker_down_at_start_and_mid_run(
-    pg_url: str, namespace: str, workers: list[WorkerProcess]
+    pg_url: str, namespace: str, workers: list[WorkerProcess], running_broker: ApacheKafka
 ) -> None:
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
+    broker = running_broker
+    bootstrap = broker.bootstrap_servers
+    broker.stop()
     worker = WorkerProcess(pg_url, bootstrap, namespace, partitions=PARTITIONS)
     workers.append(worker)
     # It says what is wrong while it retries, and keeps running.
     wait_until(lambda: "Kafka unreachable" in worker.output, 30, "the retry message")
     assert worker.process.poll() is None, worker.output
     assert "ECONNREFUSED" not in worker.output  # one plain sentence, not the client's noise
-    broker = EmbeddedBroker(port)
     broker.start()
     try:
         worker.wait_assigned(90)
@@ -276,7 +267,7 @@ def test_broker_down_at_start_and_mid_run(
             mailbox.send(_deposit(client, f"acct-{k % 10}", 1, f"a-{k}")).result(30)
         wait_until(lambda: count_rows(pg_url, "entityflow_commands") >= 510, 60, "first wave")
 
-        broker.restart()  # comes back empty: topics, offsets and groups are gone
+        broker.restart()  # with its data: what it acknowledged is still there
         sent = 0
         deadline = time.monotonic() + 90
         while sent < 500 and time.monotonic() < deadline:
@@ -299,7 +290,6 @@ def test_broker_down_at_start_and_mid_run(
         store.close()
     finally:
         worker.stop()
-        broker.stop()
 
 
 def test_a_frozen_worker_that_lost_its_partitions_cannot_commit(

