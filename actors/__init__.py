@@ -27,8 +27,14 @@ from actors.errors import (
 )
 from actors.host import Host
 from actors.kinds import Actor, ActorKind, EntityActor, EntityKind, Turn
-from actors.mailbox import Delivery, Mailbox, MailboxConsumer, PartitionListener, ReplyChannel
-from actors.memory_mailbox import InMemoryMailbox
+from actors.mailbox.memory import InMemoryMailbox
+from actors.mailbox.protocol import (
+    Delivery,
+    Mailbox,
+    MailboxConsumer,
+    PartitionListener,
+    ReplyChannel,
+)
 from actors.runtime import BatchResult, Runtime, system_clock
 from actors.worker import Worker
 

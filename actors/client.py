@@ -25,7 +25,7 @@ from actors.errors import (
     UnknownEntityTypeError,
     UpdateTimeoutError,
 )
-from actors.mailbox import Mailbox, ReplyChannel
+from actors.mailbox.protocol import Mailbox, ReplyChannel
 from eventstore import CommandOutcome, RecordedEvent, Store
 
 S = TypeVar("S", bound=BaseModel)

@@ -15,8 +15,8 @@ from typing import Any
 from actors.client import Client, EntityCatalog
 from actors.entity import Entity
 from actors.kinds import ActorKind, EntityKind
-from actors.mailbox import Mailbox
-from actors.memory_mailbox import InMemoryMailbox
+from actors.mailbox.memory import InMemoryMailbox
+from actors.mailbox.protocol import Mailbox
 from actors.runtime import Clock, Runtime, merge_registries, system_clock
 from actors.worker import Worker
 from eventstore import Store

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from actors.envelopes import Envelope
-from actors.mailbox import LOCAL_OFFSET, Delivery
+from actors.mailbox.protocol import LOCAL_OFFSET, Delivery
 
 
 class LocalDeliveries:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from actors.envelopes import ACTOR_ROUTE, Envelope, Reply, reply_envelope
 from actors.errors import ActorsError
 from actors.kinds import Actor, ActorKind, Turn
-from actors.mailbox import Delivery
+from actors.mailbox.protocol import Delivery
 from eventstore import (
     CommandOutcome,
     Commit,

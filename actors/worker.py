@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from actors.envelopes import Envelope, Reply
 from actors.local_delivery import LocalDeliveries
-from actors.mailbox import Delivery, Mailbox, MailboxConsumer, position_name
+from actors.mailbox.protocol import Delivery, Mailbox, MailboxConsumer, position_name
 from actors.runtime import BatchResult, Runtime
 from eventstore import Commit, ConcurrencyConflictError, FencedTracking, StoreUnavailableError
 

@@ -23,22 +23,22 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-import api.routes_commands as command_routes
-import api.routes_entities as entity_routes
-import api.routes_schemas as schema_routes
-import api.routes_system as system_routes
-import api.routes_workflows as workflow_routes
+import api.routes.commands as command_routes
+import api.routes.entities as entity_routes
+import api.routes.schemas as schema_routes
+import api.routes.system as system_routes
+import api.routes.workflows as workflow_routes
 from actors import EntityCatalog, EntitySpec, Host, Mailbox
-from actors.kafka_mailbox import KafkaTopics
+from actors.mailbox.kafka import KafkaTopics
 from api.context import ApiContext, Check
 from api.errors import install as install_error_handlers
-from api.fast_path import CommandFastPath
+from api.gateways.fast_path import CommandFastPath
 from api.metrics import MetricsMiddleware
-from api.schemas import argument_schemas
+from api.openapi.schemas import argument_schemas
 from api.settings import Settings
 from api.wiring import Domain, kafka_settings, open_mailbox
 from eventstore import EventRegistry, Store
-from eventstore.kafka_io import Admin
+from eventstore.kafka.io import Admin
 
 log = logging.getLogger("entityflow.api")
 PRUNE_EVERY = 60.0

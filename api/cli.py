@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from api.app import AppParts, broker_check, create_app
-from api.asyncapi import stream_schemas_json
+from api.openapi.asyncapi import stream_schemas_json
 from api.server import serve
 from api.settings import Settings
 from api.wiring import (
@@ -36,8 +36,8 @@ from api.wiring import (
 )
 from eventstore import EventRegistry, EventStoreError
 from eventstore.kafka import ApacheKafka, local_broker
-from eventstore.relay import Relay, StreamTopics
-from eventstore.stream_tail import StreamFilter, TailOptions, tail
+from eventstore.stream.relay import Relay, StreamTopics
+from eventstore.stream.tail import StreamFilter, TailOptions, tail
 
 log = logging.getLogger("entityflow.cli")
 DEFAULT_DOMAIN = "examples.shop"

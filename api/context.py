@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from actors import EntityCatalog, Mailbox
-from api.accepted import AcceptedLog
-from api.dispatch import CommandGateway
-from api.idempotency import IdempotencyKeys
+from api.gateways.accepted import AcceptedLog
+from api.gateways.commands import CommandGateway
+from api.gateways.idempotency import IdempotencyKeys
 from api.metrics import Metrics
-from api.reader import EntityReader
+from api.readers.entities import EntityReader
 from api.settings import Settings
 from eventstore import Store
-from eventstore.idempotency import RequestLedger
+from eventstore.sql.ledger import RequestLedger
 
 T = TypeVar("T")
 Check = Callable[[], None]

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors import ActorKind, Entity, EntitySpec, Host, InMemoryMailbox, Mailbox
-from actors.kafka_mailbox import KafkaMailbox
-from actors.reply_datagrams import advertised_host
+from actors.mailbox.kafka import KafkaMailbox
+from actors.mailbox.reply_datagrams import advertised_host
 from api.settings import Settings
 from eventstore import EventRegistry, Store
-from eventstore.kafka_io import KafkaSettings
-from eventstore.relay import Relay, RelayOptions
+from eventstore.kafka.io import KafkaSettings
+from eventstore.stream.relay import Relay, RelayOptions
 from sagas import Workflow, WorkflowKind
 
 

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from bench.options import Options
 from bench.table import Table
 from eventstore.kafka import ApacheKafka, kafka_version
-from eventstore.kafka_io import Admin, KafkaSettings, Producer, TailConsumer
+from eventstore.kafka.io import Admin, KafkaSettings, Producer, TailConsumer
 
 HOPS = 200
 BACKLOGS = (0, 100_000, 400_000)

@@ -33,15 +33,15 @@ import psycopg
 from psycopg import sql
 
 from actors import Client, EntityCatalog
-from actors.kafka_mailbox import KafkaMailbox
-from actors.reply_datagrams import advertised_host
+from actors.mailbox.kafka import KafkaMailbox
+from actors.mailbox.reply_datagrams import advertised_host
 from api.settings import Settings
 from bench.broker import broker_name, section_broker
 from bench.options import Options
 from bench.stores import store_url
 from bench.table import Table
 from eventstore import EventRegistry, Store
-from eventstore.kafka_io import KafkaSettings
+from eventstore.kafka.io import KafkaSettings
 from examples.shop import ENTITIES, Account
 
 ROOT = Path(__file__).resolve().parent.parent

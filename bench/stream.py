@@ -33,15 +33,15 @@ from pathlib import Path
 import psycopg
 
 from actors import Client, EntityCatalog
-from actors.kafka_mailbox import KafkaMailbox
+from actors.mailbox.kafka import KafkaMailbox
 from bench.broker import broker_name, section_broker
 from bench.options import Options
 from bench.stores import store_url
 from bench.table import Table
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka_io import KafkaSettings
-from eventstore.relay import Relay, RelayOptions
-from eventstore.subscriptions import Subscription
+from eventstore.kafka.io import KafkaSettings
+from eventstore.stream.relay import Relay, RelayOptions
+from eventstore.stream.subscriptions import Subscription
 from examples.shop import ENTITIES, Account
 from examples.shop.accounts import Deposited
 from examples.shop.inventory import Restocked

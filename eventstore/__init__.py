@@ -4,7 +4,6 @@ Read ``events.py`` first (what an event is), then ``store.py`` (the one interfac
 rest of entityflow uses); ``recorders.py`` holds all the SQL.
 """
 
-from eventstore.codec import EventCodec
 from eventstore.errors import (
     ConcurrencyConflictError,
     EventDecodeError,
@@ -26,7 +25,8 @@ from eventstore.records import (
     Snapshot,
     utcnow,
 )
-from eventstore.store import LoadedStream, Store
+from eventstore.sql.codec import EventCodec
+from eventstore.sql.store import LoadedStream, Store
 
 __all__ = [
     "CommandOutcome",

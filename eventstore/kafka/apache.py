@@ -219,12 +219,15 @@ class ApacheKafka:
         if (self.data_dir / "meta.properties").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # ``--cluster-id=``: an id may start with "-", which would read as an option.
         command = self._java(
-            classpath, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c"
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={new_cluster_id()}",
+            f"--config={config}",
         )
-        result = subprocess.run(
-            [*command, str(config)], capture_output=True, text=True, timeout=120, check=False
-        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
             raise BrokerLaunchError(
                 f"formatting Kafka's data directory {self.data_dir} failed:\n"

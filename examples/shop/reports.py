@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from eventstore import DomainEvent
-from eventstore.projections import ReadModelDB, ReadModelTxn
-from eventstore.subscriptions import StreamMessage
+from eventstore.stream.projections import ReadModelDB, ReadModelTxn
+from eventstore.stream.subscriptions import StreamMessage
 from examples.shop.inventory import (
     ReservationCommitted,
     ReservationReleased,

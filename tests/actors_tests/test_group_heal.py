@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from actors import kafka_mailbox
-from actors.kafka_mailbox import STUCK_JOIN_SECONDS, KafkaMailboxConsumer
+from actors.mailbox import kafka as kafka_mailbox
+from actors.mailbox.kafka import STUCK_JOIN_SECONDS, KafkaMailboxConsumer
 
 
 class Clock:

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from actors import Envelope, Host, InMemoryMailbox
 from actors.local_delivery import LocalDeliveries
-from actors.mailbox import position_name
+from actors.mailbox.protocol import position_name
 from examples.shop import ENTITIES, Account
 from tests.actors_tests.conftest import ALL_ENTITIES
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from actors import Envelope, Host, Reply
-from actors.kafka_mailbox import KafkaMailbox
-from actors.reply_datagrams import (
+from actors.mailbox.kafka import KafkaMailbox
+from actors.mailbox.reply_datagrams import (
     MAX_DATAGRAM,
     REPLIES,
     DatagramReceiver,
@@ -27,7 +27,7 @@ from actors.reply_datagrams import (
     split_route,
     with_datagrams,
 )
-from eventstore.kafka_io import KafkaSettings
+from eventstore.kafka.io import KafkaSettings
 from examples.shop import ENTITIES
 
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from actors import CommandFailedError, Host, InMemoryMailbox, UpdateResult
-from actors.mailbox import position_name
+from actors.mailbox.protocol import position_name
 from eventstore import Store
 from examples.shop import ENTITIES, Account
 from tests.actors_tests.conftest import ALL_ENTITIES

@@ -19,12 +19,12 @@ import httpx
 import pytest
 
 from actors import Host, InMemoryMailbox, Mailbox
-from actors.kafka_mailbox import KafkaMailbox
+from actors.mailbox.kafka import KafkaMailbox
 from api.app import AppParts, create_app
 from api.server import ServerThread
 from api.settings import Settings
 from api.wiring import Domain
-from eventstore.kafka_io import KafkaSettings
+from eventstore.kafka.io import KafkaSettings
 from tests.api_tests.support import API_ENTITIES, API_WORKFLOWS
 from tests.conftest import PG_BASE, drop_pg_schema, new_pg_schema
 

@@ -7,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka_io import KafkaRecord, KafkaSettings, TailConsumer
-from eventstore.stream_format import StreamEvent, decode_stream_record
+from eventstore.kafka.io import KafkaRecord, KafkaSettings, TailConsumer
+from eventstore.stream.format import StreamEvent, decode_stream_record
 from examples.shop.inventory import (
     ReservationCommitted,
     ReservationReleased,

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from eventstore.kafka import ApacheKafka, BrokerLaunchError, kafka_version, local_broker
+from eventstore.kafka import (
+    ApacheKafka,
+    BrokerLaunchError,
+    apache,
+    kafka_classpath,
+    kafka_version,
+    local_broker,
+)
 from eventstore.kafka.apache import POM, new_cluster_id
-from eventstore.kafka_io import Admin, KafkaSettings, Producer, TailConsumer
+from eventstore.kafka.io import Admin, KafkaSettings, Producer, TailConsumer
 
 pytestmark = pytest.mark.kafka
 
@@ -20,9 +27,21 @@ def test_the_version_comes_from_the_maven_project() -> None:
 
 
 def test_cluster_ids_are_the_shape_kraft_wants() -> None:
-    ids = {new_cluster_id() for _ in range(100)}
-    assert len(ids) == 100
+    ids = {new_cluster_id() for _ in range(200)}
+    assert len(ids) == 200
     assert all(len(i) == 22 and "=" not in i for i in ids)
+    # About one in 64 starts with "-": the format command must not read it as an option.
+    assert any(i.startswith("-") for i in ids | {new_cluster_id() for _ in range(2000)})
+
+
+def test_a_cluster_id_that_looks_like_an_option_still_formats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apache, "new_cluster_id", lambda: "-" + "A" * 21)
+    broker = ApacheKafka(tmp_path / "k")
+    broker.home.mkdir()
+    broker._format(kafka_classpath(), broker._config())
+    assert "cluster.id=-AAAA" in (broker.data_dir / "meta.properties").read_text()
 
 
 def _send(settings: KafkaSettings, topic: str, count: int, tag: str) -> None:

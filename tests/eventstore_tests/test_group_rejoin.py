@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from eventstore.kafka_io import Admin, GroupConsumer, KafkaSettings
+from eventstore.kafka.io import Admin, GroupConsumer, KafkaSettings
 
 pytestmark = pytest.mark.kafka
 

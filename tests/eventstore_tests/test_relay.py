@@ -20,9 +20,9 @@ from eventstore import (
     upcaster,
 )
 from eventstore.kafka import ApacheKafka
-from eventstore.kafka_io import Admin, KafkaSettings
-from eventstore.relay import Relay, RelayOptions, StreamTopics
-from eventstore.stream_format import decode_stream_record
+from eventstore.kafka.io import Admin, KafkaSettings
+from eventstore.stream.format import decode_stream_record
+from eventstore.stream.relay import Relay, RelayOptions, StreamTopics
 from examples.shop.accounts import AccountOpened, Deposited
 from tests.eventstore_tests.stream_support import (
     INVENTORY_EVENTS,

@@ -6,7 +6,7 @@ import threading
 import time
 
 from eventstore import Store
-from eventstore.stream_log import LogFollower
+from eventstore.stream.log import LogFollower
 from tests.eventstore_tests.stream_support import inventory_registry, write_restocks
 
 

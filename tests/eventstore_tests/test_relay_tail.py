@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka_io import Admin, KafkaRecord, KafkaSettings, Producer, TailConsumer
-from eventstore.relay import Relay, RelayOptions, StreamTopics
-from eventstore.stream_format import (
+from eventstore.kafka.io import Admin, KafkaRecord, KafkaSettings, Producer, TailConsumer
+from eventstore.stream.format import (
     StreamEvent,
     StreamRecordError,
     decode_stream_record,
     format_line,
 )
-from eventstore.stream_tail import StreamFilter
+from eventstore.stream.relay import Relay, RelayOptions, StreamTopics
+from eventstore.stream.tail import StreamFilter
 from examples.shop.inventory import Restocked, StockReserved
 from tests.eventstore_tests.stream_support import INVENTORY_EVENTS, read_topic
 

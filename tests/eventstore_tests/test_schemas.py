@@ -16,14 +16,14 @@ from pydantic import BaseModel
 
 from actors import EntityCatalog, Host
 from api.app import AppParts, create_app
-from api.asyncapi import asyncapi_document, entity_streams
 from api.cli import main
+from api.openapi.asyncapi import asyncapi_document, entity_streams
 from api.server import ServerThread
 from api.settings import Settings
 from api.wiring import domain_registry, load_domain
 from eventstore import Commit, DomainEvent, EventRegistry, RecordedEvent, RegistryError, Store
-from eventstore.schemas import event_schema, event_schemas, hoisted, stream_record_schema
-from eventstore.stream_format import encode_notification
+from eventstore.stream.format import encode_notification
+from eventstore.stream.schemas import event_schema, event_schemas, hoisted, stream_record_schema
 from examples.shop import ENTITIES
 from examples.shop.accounts import AccountOpened, Deposited
 from examples.shop.carts import ItemAdded

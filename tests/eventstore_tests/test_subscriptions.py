@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka_io import Admin, KafkaSettings, Producer
-from eventstore.relay import Relay, RelayOptions, StreamTopics
-from eventstore.subscriptions import StreamMessage, Subscription, subscribe
+from eventstore.kafka.io import Admin, KafkaSettings, Producer
+from eventstore.stream.relay import Relay, RelayOptions, StreamTopics
+from eventstore.stream.subscriptions import StreamMessage, Subscription, subscribe
 from examples.shop.accounts import AccountOpened, Deposited
 from examples.shop.inventory import Restocked, StockReserved
 from tests.eventstore_tests.stream_support import INVENTORY_EVENTS, read_topic

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka_io import KafkaSettings, Producer
-from eventstore.projections import ProjectionRunner, ReadModelDB, applied_versions
-from eventstore.relay import Relay, RelayOptions, StreamTopics
+from eventstore.kafka.io import KafkaSettings, Producer
+from eventstore.stream.projections import ProjectionRunner, ReadModelDB, applied_versions
+from eventstore.stream.relay import Relay, RelayOptions, StreamTopics
 from examples.shop import LowStockReport, StockLevel
 from examples.shop.inventory import (
     ReservationCommitted,

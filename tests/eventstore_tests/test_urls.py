@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eventstore import StoreConfigError
-from eventstore.urls import parse_store_url
+from eventstore.sql.urls import parse_store_url
 
 
 def test_sqlite_paths() -> None:

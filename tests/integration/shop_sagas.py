@@ -17,9 +17,9 @@ from decimal import Decimal
 from typing import Any
 
 from actors import Client, EntityCatalog
-from actors.kafka_mailbox import KafkaMailbox
+from actors.mailbox.kafka import KafkaMailbox
 from eventstore import EventRegistry, Store
-from eventstore.kafka_io import KafkaSettings
+from eventstore.kafka.io import KafkaSettings
 from examples.shop import ENTITIES, Account, Cart, InventoryItem, order_saga
 from sagas import HISTORY_EVENTS, Workflow, WorkflowClient
 from tests.integration.processes import WorkerProcess, count_rows

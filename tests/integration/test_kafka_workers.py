@@ -15,10 +15,10 @@ from decimal import Decimal
 import pytest
 
 from actors import Client, EntityCatalog, Envelope
-from actors.kafka_mailbox import KafkaMailbox
+from actors.mailbox.kafka import KafkaMailbox
 from eventstore import EventRegistry, Store
 from eventstore.kafka import ApacheKafka
-from eventstore.kafka_io import KafkaSettings, TailConsumer
+from eventstore.kafka.io import KafkaSettings, TailConsumer
 from examples.shop import ENTITIES, Account
 from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
 

@@ -13,10 +13,10 @@ import asyncio
 import pytest
 
 from actors import Client, EntityCatalog
-from actors.kafka_mailbox import KafkaMailbox
+from actors.mailbox.kafka import KafkaMailbox
 from eventstore import EventRegistry, Store
-from eventstore.kafka_io import KafkaSettings
-from eventstore.relay import StreamTopics
+from eventstore.kafka.io import KafkaSettings
+from eventstore.stream.relay import StreamTopics
 from examples.shop import ENTITIES, Account
 from tests.eventstore_tests.stream_support import assert_resends_only, by_entity, read_topic
 from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 import pytest
 
 from eventstore import Store
-from eventstore.kafka_io import KafkaSettings
-from eventstore.relay import StreamTopics
-from eventstore.subscriptions import StreamMessage, Subscription
+from eventstore.kafka.io import KafkaSettings
+from eventstore.stream.relay import StreamTopics
+from eventstore.stream.subscriptions import StreamMessage, Subscription
 from examples.shop.inventory import Restocked
 from tests.eventstore_tests.stream_support import (
     assert_resends_only,

@@ -1,0 +1,419 @@
+"""The Kafka mailbox: envelopes keyed by address in a namespaced commands topic.
+
+Every message to one actor carries its address as the record key, so Kafka's default
+partitioner puts it in one partition: one owner, total order. Values are the envelope's
+JSON; headers carry its kind, command id and reply route for tools that do not parse
+JSON. Updates are answered on a per-process reply topic, and, where the caller can be
+reached, by a UDP datagram too (``reply_datagrams``); poison goes to a dead-letter
+topic with its error. Tracked positions are named after the commands topic's id, so a
+broker that lost the topic (the embedded one keeps nothing) is recognised as a new log
+rather than silently skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+from pydantic import ValidationError
+
+from actors.envelopes import Envelope, Reply
+from actors.errors import MailboxUnavailableError
+from actors.mailbox.protocol import Delivery, PartitionListener
+from actors.mailbox.reply_datagrams import (
+    REPLIES,
+    DatagramReceiver,
+    DatagramSender,
+    split_route,
+    with_datagrams,
+)
+from eventstore.kafka.io import (
+    Admin,
+    BrokerUnavailableError,
+    GroupConsumer,
+    KafkaRecord,
+    KafkaSettings,
+    Producer,
+    TailConsumer,
+    partition_for,
+)
+
+log = logging.getLogger("entityflow.mailbox")
+REPLY_ROUTE = "kafka:"
+STUCK_JOIN_SECONDS = 30.0
+"""How long a worker waits for its group join to settle before it joins afresh."""
+
+
+class KafkaTopics:
+    """The topic names of one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.commands = f"{namespace}.commands"
+        self.deadletters = f"{namespace}.deadletters"
+        self.replies_prefix = f"{namespace}.replies."
+
+
+def _chain(
+    source: Future[KafkaRecord], on_failure: Callable[[], None] | None = None
+) -> Future[None]:
+    target: Future[None] = Future()
+
+    def done(f: Future[KafkaRecord]) -> None:
+        exc = f.exception()
+        if exc is None:
+            target.set_result(None)
+        else:
+            target.set_exception(MailboxUnavailableError(str(exc)))
+            if on_failure is not None:
+                on_failure()
+
+    source.add_done_callback(done)
+    return target
+
+
+class KafkaMailbox:
+    """The production mailbox over kafka-python."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        namespace: str = "entityflow",
+        partitions: int = 16,
+        replication_factor: int = 1,
+        create_topics: bool = True,
+        reply_host: str | None = None,
+    ) -> None:
+        """``reply_host``: where workers may send this process's replies as datagrams
+        (None: only through its reply topic)."""
+        self.settings = settings
+        self.reply_host = reply_host
+        self._datagrams = DatagramSender()
+        self.topics = KafkaTopics(namespace)
+        self.partition_count = partitions
+        self.replication_factor = replication_factor
+        self._admin = Admin(settings)
+        if create_topics:
+            self.ensure_topics()
+        self._producer = Producer(settings)
+        self._topic_id: str | None = None
+        self._identity_lock = threading.Lock()
+        self._closed = False
+        self._healed_at = 0.0
+        self.refresh_identity()
+
+    # -- topics -----------------------------------------------------------------------
+
+    def ensure_topics(self) -> None:
+        self._admin.ensure_topics(
+            {self.topics.commands: self.partition_count, self.topics.deadletters: 1},
+            replication_factor=self.replication_factor,
+        )
+
+    def heal_topics_soon(self) -> None:
+        """After a failed send: recreate missing topics (at most every 5 s, off the IO thread).
+
+        A broker that lost its data has none of entityflow's topics, and topics are only
+        created by entityflow (``auto.create.topics.enable=false``): whoever notices first
+        (a sender, or an idle worker) puts them back, with the configured partition count.
+        """
+        now = time.monotonic()
+        if self._closed or now - self._healed_at < 5.0:
+            return
+        self._healed_at = now
+
+        def heal() -> None:
+            try:
+                self.ensure_topics()
+            except BrokerUnavailableError as exc:
+                log.warning("cannot (re)create topics: %s", exc)
+
+        threading.Thread(target=heal, name="entityflow-topics", daemon=True).start()
+
+    def refresh_identity(self) -> None:
+        """Re-read the commands topic's id (it changes when the broker recreated it)."""
+        try:
+            tid = self._admin.topic_id(self.topics.commands)
+        except BrokerUnavailableError as exc:
+            log.warning("cannot read the id of %s: %s", self.topics.commands, exc)
+            return
+        with self._identity_lock:
+            if tid != self._topic_id and self._topic_id is not None:
+                log.warning(
+                    "topic %s changed id %s -> %s: the broker lost its data; positions of "
+                    "the old log no longer apply",
+                    self.topics.commands,
+                    self._topic_id,
+                    tid,
+                )
+            self._topic_id = tid
+
+    @property
+    def name(self) -> str:
+        suffix = f"@{self._topic_id}" if self._topic_id else ""
+        return f"kafka:{self.topics.commands}{suffix}"
+
+    @property
+    def partitions(self) -> int:
+        try:
+            return self._producer.partitions(self.topics.commands)
+        except BrokerUnavailableError:
+            return self.partition_count
+
+    def partition_of(self, address: str) -> int:
+        return partition_for(address.encode(), self.partitions)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send(self, envelope: Envelope) -> Future[None]:
+        headers = {"ef-kind": envelope.kind.encode(), "ef-command-id": envelope.command_id.encode()}
+        if envelope.reply_to:
+            headers["ef-reply-to"] = envelope.reply_to.encode()
+        return _chain(
+            self._producer.send(
+                self.topics.commands,
+                envelope.encode(),
+                key=envelope.address.encode(),
+                headers=headers,
+            ),
+            self.heal_topics_soon,
+        )
+
+    def send_replies(self, route: str, replies: Sequence[Reply]) -> None:
+        base, datagram_to = split_route(route)
+        if not base.startswith(REPLY_ROUTE):
+            log.warning("cannot deliver replies to unknown route %r", route)
+            return
+        topic = base[len(REPLY_ROUTE) :]
+        # A reply record holds every reply of one worker batch for one reply topic.
+        payload = REPLIES.dump_json(list(replies))
+        if datagram_to is not None:
+            self._datagrams.send(datagram_to, topic, payload)
+        future = self._producer.send(topic, payload)
+        future.add_done_callback(_log_failure(f"{len(replies)} replies to {topic}"))
+
+    def dead_letter(self, delivery: Delivery, error: str) -> Future[None]:
+        headers = {
+            "ef-error": error.encode()[:10_000],
+            "ef-source": f"{self.topics.commands}#{delivery.partition}@{delivery.offset}".encode(),
+        }
+        key = delivery.envelope.address.encode() if delivery.envelope else None
+        return _chain(
+            self._producer.send(self.topics.deadletters, delivery.raw, key=key, headers=headers)
+        )
+
+    def flush(self, timeout: float | None = None) -> None:
+        try:
+            self._producer.flush(timeout)
+        except BrokerUnavailableError as exc:
+            log.warning("flush failed: %s", exc)
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def reply_channel(self) -> KafkaReplyChannel:
+        return KafkaReplyChannel(self)
+
+    def consumer(
+        self, group: str, listener: PartitionListener, *, instance_id: str | None = None
+    ) -> KafkaMailboxConsumer:
+        return KafkaMailboxConsumer(self, group, listener, instance_id)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(BrokerUnavailableError):
+            self._producer.flush(5)
+        self._producer.close()
+        self._admin.close()
+        self._datagrams.close()
+
+
+def _log_failure(what: str) -> Callable[[Future[KafkaRecord]], None]:
+    def check(f: Future[KafkaRecord]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            log.warning("%s failed: %s", what, exc)
+
+    return check
+
+
+def decode_record(record: KafkaRecord) -> Delivery:
+    try:
+        envelope = Envelope.decode(record.value)
+    except (ValidationError, ValueError) as exc:
+        return Delivery(record.partition, record.offset, record.value, None, f"undecodable: {exc}")
+    if record.key is not None and record.key != envelope.address.encode():
+        return Delivery(
+            record.partition,
+            record.offset,
+            record.value,
+            None,
+            f"record key {record.key!r} does not match the envelope address {envelope.address!r}",
+        )
+    return Delivery(record.partition, record.offset, record.value, envelope)
+
+
+class KafkaMailboxConsumer:
+    """The worker group's view of the commands topic."""
+
+    def __init__(
+        self,
+        mailbox: KafkaMailbox,
+        group: str,
+        listener: PartitionListener,
+        instance_id: str | None = None,
+    ) -> None:
+        self._mailbox = mailbox
+        self._listener = listener
+        self._consumer = GroupConsumer(
+            mailbox.settings, mailbox.topics.commands, group, instance_id=instance_id
+        )
+        self._last_heal = time.monotonic()
+
+    def poll(self, timeout: float, max_records: int) -> list[Delivery]:
+        records = self._consumer.poll(timeout, max_records)
+        changed: set[int] = set()
+        for change in self._consumer.take_rebalances():
+            if change.revoked:
+                self._listener.on_revoked(change.revoked)
+                changed.update(change.revoked)
+            if change.assigned:
+                self._mailbox.refresh_identity()
+                self._listener.on_assigned(change.assigned)
+                changed.update(change.assigned)
+        if not records:
+            self._heal()
+        # Records of partitions whose owner changed during this poll were fetched from
+        # a position nobody chose; they are read again from the tracked position.
+        return [decode_record(r) for r in records if r.partition not in changed]
+
+    def _heal(self) -> None:
+        """While idle, make sure the topics exist (the broker may have lost its data).
+
+        A member whose join has gone unanswered for :data:`STUCK_JOIN_SECONDS` (seen
+        with a broker that restarted empty: the client keeps waiting for a coordinator
+        that its old connection will never name) leaves and joins again with a fresh
+        client. A member whose join was answered with no partitions is left alone: with
+        more workers than partitions some must idle, and rejoining would only cause
+        rebalances.
+        """
+        now = time.monotonic()
+        if now - self._last_heal < 5.0:
+            return
+        self._last_heal = now
+        try:
+            self._mailbox.ensure_topics()
+        except BrokerUnavailableError as exc:
+            log.warning("cannot (re)create topics: %s", exc)
+        waited = self._consumer.joining_for()
+        if waited <= 0:
+            return
+        state = self._consumer.group_state()
+        log.info("no partitions yet: the group join is unanswered after %.0fs (%s)", waited, state)
+        if waited >= STUCK_JOIN_SECONDS:
+            log.warning("group join unanswered for %.0fs; joining again", waited)
+            try:
+                self._consumer.rejoin()
+            except BrokerUnavailableError as exc:
+                log.warning("cannot rejoin the group: %s", exc)
+
+    def seek(self, partition: int, offset: int) -> None:
+        self._consumer.seek(partition, offset)
+
+    def offsets(self, partition: int) -> tuple[int, int]:
+        return self._consumer.offsets(partition)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaReplyChannel:
+    """A reply topic of this process, read by a background thread."""
+
+    def __init__(self, mailbox: KafkaMailbox) -> None:
+        self._mailbox = mailbox
+        self.topic = f"{mailbox.topics.replies_prefix}{uuid.uuid4().hex}"
+        self.route = f"{REPLY_ROUTE}{self.topic}"
+        self._waiting: dict[str, Future[Reply]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._datagrams: DatagramReceiver | None = None
+        if mailbox.reply_host is not None:
+            self._datagrams = DatagramReceiver(mailbox.reply_host, self.topic, self._resolve)
+            self.route = with_datagrams(self.route, *self._datagrams.address)
+        mailbox._admin.ensure_topics({self.topic: 1})
+        self._consumer = TailConsumer(mailbox.settings, self.topic, from_beginning=True)
+        self._thread = threading.Thread(target=self._run, name="entityflow-replies", daemon=True)
+        self._thread.start()
+
+    @property
+    def datagrams_received(self) -> int:
+        """Reply batches that came by datagram (0 when this channel takes none)."""
+        return self._datagrams.received if self._datagrams is not None else 0
+
+    def expect(self, command_id: str) -> Future[Reply]:
+        with self._lock:
+            fut = self._waiting.get(command_id)
+            if fut is None:
+                fut = self._waiting[command_id] = Future()
+            return fut
+
+    def forget(self, command_id: str) -> None:
+        with self._lock:
+            self._waiting.pop(command_id, None)
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            records = self._consumer.poll(0.2)
+            if records:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > 5.0:
+                idle_since = time.monotonic()
+                self._heal()
+            for record in records:
+                try:
+                    replies = REPLIES.validate_json(record.value)
+                except ValidationError:
+                    log.warning("ignoring undecodable replies on %s", self.topic)
+                    continue
+                self._resolve(replies)
+
+    def _resolve(self, replies: Sequence[Reply]) -> None:
+        """Answer whoever waits; a reply's second copy (topic or datagram) finds nobody."""
+        with self._lock:
+            found = [(self._waiting.pop(r.command_id, None), r) for r in replies]
+        for fut, reply in found:
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+
+    def _heal(self) -> None:
+        """Recreate the reply topic if the broker lost it, and read it again."""
+        if self._stop.is_set() or self._mailbox.closed:
+            return
+        try:
+            self._mailbox._admin.ensure_topics({self.topic: 1})
+            if not self._consumer.partitions:
+                self._consumer.assign()
+        except (BrokerUnavailableError, Exception) as exc:  # keep the reader alive
+            log.warning("reply topic %s: %s", self.topic, exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self._datagrams is not None:
+            self._datagrams.close()
+        self._consumer.close()
+        try:
+            self._mailbox._admin.delete_topics([self.topic])
+        except BrokerUnavailableError as exc:
+            log.warning("could not delete reply topic %s: %s", self.topic, exc)

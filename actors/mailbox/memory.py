@@ -1,0 +1,230 @@
+"""An in-process mailbox with the Kafka mailbox's semantics, for fast tests and demos.
+
+It keeps partitioned, offset-addressed logs of encoded envelopes, so the worker runs
+exactly the code it runs against Kafka: seeking to tracked positions, rebalancing
+between consumers of one group, dead-lettering undecodable bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from actors.envelopes import Envelope, Reply
+from actors.mailbox.protocol import Delivery, PartitionListener
+
+
+def _done() -> Future[None]:
+    f: Future[None] = Future()
+    f.set_result(None)
+    return f
+
+
+@dataclass
+class DeadLetter:
+    delivery: Delivery
+    error: str
+
+
+class MemoryReplyChannel:
+    def __init__(self, mailbox: InMemoryMailbox) -> None:
+        self._mailbox = mailbox
+        self.route = f"local:{uuid.uuid4().hex}"
+        self._waiting: dict[str, Future[Reply]] = {}
+        self._lock = threading.Lock()
+
+    def expect(self, command_id: str) -> Future[Reply]:
+        with self._lock:
+            fut = self._waiting.get(command_id)
+            if fut is None:
+                fut = self._waiting[command_id] = Future()
+            return fut
+
+    def forget(self, command_id: str) -> None:
+        with self._lock:
+            self._waiting.pop(command_id, None)
+
+    def resolve(self, reply: Reply) -> None:
+        with self._lock:
+            fut = self._waiting.pop(reply.command_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+
+    def close(self) -> None:
+        self._mailbox._channels.pop(self.route, None)
+
+
+@dataclass
+class _Group:
+    members: list[MemoryConsumer] = field(default_factory=list)
+    generation: int = 0
+
+
+class InMemoryMailbox:
+    """Partitioned logs in memory; one process, any number of consumers per group."""
+
+    def __init__(self, partitions: int = 4, namespace: str | None = None) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be >= 1")
+        self._logs: list[list[bytes]] = [[] for _ in range(partitions)]
+        self._cond = threading.Condition()
+        self._groups: dict[str, _Group] = {}
+        self._channels: dict[str, MemoryReplyChannel] = {}
+        # Positions are tracked in the store under this name. A new in-memory log is a new
+        # log: unless told otherwise, it must not resume from an earlier one's positions.
+        self._name = f"memory:{namespace or uuid.uuid4().hex}.commands"
+        self.dead_letters: list[DeadLetter] = []
+        self.replies_sent = 0
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def partitions(self) -> int:
+        return len(self._logs)
+
+    def partition_of(self, address: str) -> int:
+        return zlib.crc32(address.encode()) % len(self._logs)
+
+    def send(self, envelope: Envelope) -> Future[None]:
+        self.append_raw(self.partition_of(envelope.address), envelope.encode())
+        return _done()
+
+    def log_length(self, partition: int) -> int:
+        """How many messages a partition holds (what tests look at)."""
+        with self._cond:
+            return len(self._logs[partition])
+
+    def raw_log(self, partition: int) -> list[bytes]:
+        """A copy of a partition's messages as stored (what tests look at)."""
+        with self._cond:
+            return list(self._logs[partition])
+
+    def append_raw(self, partition: int, raw: bytes) -> None:
+        """Put bytes straight into a partition (tests use it to inject poison)."""
+        with self._cond:
+            self._logs[partition].append(raw)
+            self._cond.notify_all()
+
+    def send_replies(self, route: str, replies: Sequence[Reply]) -> None:
+        channel = self._channels.get(route)
+        self.replies_sent += len(replies)
+        if channel is not None:
+            for reply in replies:
+                channel.resolve(reply)
+
+    def dead_letter(self, delivery: Delivery, error: str) -> Future[None]:
+        self.dead_letters.append(DeadLetter(delivery, error))
+        return _done()
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None
+
+    def reply_channel(self) -> MemoryReplyChannel:
+        channel = MemoryReplyChannel(self)
+        self._channels[channel.route] = channel
+        return channel
+
+    def consumer(
+        self, group: str, listener: PartitionListener, *, instance_id: str | None = None
+    ) -> MemoryConsumer:
+        with self._cond:
+            g = self._groups.setdefault(group, _Group())
+            consumer = MemoryConsumer(self, g, listener)
+            g.members.append(consumer)
+            g.generation += 1
+            self._cond.notify_all()
+            return consumer
+
+    def close(self) -> None:
+        with self._cond:
+            for g in self._groups.values():
+                g.members.clear()
+                g.generation += 1
+            self._cond.notify_all()
+
+    def _leave(self, consumer: MemoryConsumer) -> None:
+        with self._cond:
+            if consumer in consumer.group.members:
+                consumer.group.members.remove(consumer)
+                consumer.group.generation += 1
+                self._cond.notify_all()
+
+    def _share(self, consumer: MemoryConsumer) -> list[int]:
+        members = consumer.group.members
+        if consumer not in members:
+            return []
+        i = members.index(consumer)
+        return [p for p in range(len(self._logs)) if p % len(members) == i]
+
+
+class MemoryConsumer:
+    def __init__(self, mailbox: InMemoryMailbox, group: _Group, listener: PartitionListener):
+        self._mailbox = mailbox
+        self.group = group
+        self._listener = listener
+        self._generation = -1
+        self._owned: list[int] = []
+        self._next: dict[int, int] = {}
+        self._rr = 0
+
+    def _rebalance(self) -> None:
+        if self._generation == self.group.generation:
+            return
+        self._generation = self.group.generation
+        new = self._mailbox._share(self)
+        if self._owned:
+            self._listener.on_revoked(list(self._owned))
+        self._owned = new
+        self._next = dict.fromkeys(new, 0)
+        if new:
+            self._listener.on_assigned(list(new))
+
+    def poll(self, timeout: float, max_records: int) -> list[Delivery]:
+        mb = self._mailbox
+        with mb._cond:
+            self._rebalance()
+            if not self._ready():
+                mb._cond.wait(timeout)
+                self._rebalance()
+            out: list[Delivery] = []
+            owned = self._owned
+            for k in range(len(owned)):
+                p = owned[(self._rr + k) % len(owned)]
+                log = mb._logs[p]
+                start = self._next[p]
+                end = min(len(log), start + max_records - len(out))
+                for offset in range(start, end):
+                    out.append(_decode(p, offset, log[offset]))
+                self._next[p] = max(start, end)
+                if len(out) >= max_records:
+                    break
+            self._rr += 1
+            return out
+
+    def _ready(self) -> bool:
+        logs = self._mailbox._logs
+        return any(self._next[p] < len(logs[p]) for p in self._owned)
+
+    def seek(self, partition: int, offset: int) -> None:
+        self._next[partition] = offset
+
+    def offsets(self, partition: int) -> tuple[int, int]:
+        return 0, len(self._mailbox._logs[partition])
+
+    def close(self) -> None:
+        self._mailbox._leave(self)
+
+
+def _decode(partition: int, offset: int, raw: bytes) -> Delivery:
+    try:
+        return Delivery(partition, offset, raw, Envelope.decode(raw))
+    except (ValidationError, ValueError) as exc:
+        return Delivery(partition, offset, raw, None, f"undecodable envelope: {exc}")

@@ -1,0 +1,114 @@
+"""A direct route for the hottest requests: command signals and updates.
+
+FastAPI declares every command route (OpenAPI, docs, validation of odd requests), but on
+the command path its per-request machinery (route scan, dependency solving, a stack of
+middlewares) costs about as much CPU as sending the command itself. This ASGI layer
+recognises the plain shape of a command request with a dictionary lookup and hands it
+to the same gateway, errors going through the same ``classify``/``render``. Anything it
+is not sure about (an unknown type or command, an id or header that needs validating,
+extra query parameters) goes on to FastAPI unchanged, so behaviour and error messages
+stay those of the documented routes.
+"""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from actors import CommandSpec, check_entity_id
+from actors.errors import InvalidAddressError
+from api.errors import classify, render
+from api.gateways.commands import CommandGateway, Mode
+from api.gateways.idempotency import HEADER, valid_key
+
+_MODES: dict[str, Mode] = {"signals": "signal", "updates": "update"}
+_KEY_HEADER = HEADER.lower().encode()
+
+
+class _Template:
+    """Stands in for the matched route, so metrics label the request by its template."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class CommandFastPath:
+    """Serves ``POST /entities/{type}/{id}/{signals|updates}/{command}`` directly."""
+
+    def __init__(self, app: ASGIApp, gateway: CommandGateway, commands: list[CommandSpec]) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.commands: dict[tuple[str, str, str], tuple[CommandSpec, _Template]] = {}
+        for handler in commands:
+            for segment in _MODES:
+                template = f"/entities/{handler.entity_type}/{{entity_id}}/{segment}/{handler.name}"
+                key = (handler.entity_type, segment, handler.name)
+                self.commands[key] = (handler, _Template(template))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            parts = scope["path"].split("/")
+            if len(parts) == 6 and parts[1] == "entities":
+                found = self.commands.get((parts[2], parts[4], parts[5]))
+                if found is not None and await self._serve(scope, receive, send, parts, found):
+                    return
+        await self.app(scope, receive, send)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        parts: list[str],
+        found: tuple[CommandSpec, _Template],
+    ) -> bool:
+        handler, template = found
+        mode = _MODES[parts[4]]
+        try:
+            entity_id = check_entity_id(parts[3])
+        except InvalidAddressError:
+            return False
+        timeout: float | None = None
+        if scope["query_string"]:
+            query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            if mode != "update" or len(query) != 1 or query[0][0] != "timeout":
+                return False
+            try:
+                timeout = float(query[0][1])
+            except ValueError:
+                return False
+            if not (0 < timeout <= 3600) or math.isnan(timeout):
+                return False
+        key: str | None = None
+        for name, value in scope["headers"]:
+            if name == _KEY_HEADER:
+                key = value.decode("latin-1")
+                if not valid_key(key):
+                    return False
+        scope["route"] = template
+        body = await _read_body(receive)
+        try:
+            response = await self.gateway.submit(
+                handler, mode, entity_id, body, path=scope["path"], key=key, timeout=timeout
+            )
+        except Exception as exc:
+            status, error = classify(exc)
+            response = render(status, error)
+        await response(scope, receive, send)
+        return True
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            return b"".join(chunks)

@@ -1,0 +1,1 @@
+"""The documents the API publishes: OpenAPI response models and the AsyncAPI document."""
