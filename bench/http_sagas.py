@@ -245,6 +245,7 @@ def _runs(kind: str, options: Options, bootstrap: str) -> list[RunResult]:
         tempfile.TemporaryDirectory(prefix="entityflow-sagas-") as logs,
         running_stack(url, Path(logs), bootstrap) as stack,
     ):
+        _one_run(stack, -1)  # warm-up, discarded: caches, connections, the broker's JIT
         return [_one_run(stack, i) for i in range(options.runs)]
 
 
@@ -272,7 +273,8 @@ def run(options: Options) -> Table:
         f"{SAGAS:,} order sagas per run (reserve, charge, check out; every 10th cart empty, so "
         f"compensated) from {CLIENTS} keep-alive connections, each starting a saga and long "
         "polling GET /workflows/Order/{id}?wait=30 until it is final; medians of --runs runs, "
-        "one after the other on one stack and broker; final statuses, balances and stock "
+        "one after the other on one stack and broker after one discarded warm-up run; final "
+        "statuses, balances and stock "
         "checked after each run. Broker, worker process, "
         "API process, load generator and database share this machine's 2 cores (load "
         "average: 1-minute, before -> after each run)."

@@ -116,6 +116,7 @@ def _runs(kind: str, options: Options, bootstrap: str) -> list[dict[str, LoadRes
         tempfile.TemporaryDirectory(prefix="entityflow-http-") as logs,
         running_stack(url, Path(logs), bootstrap) as stack,
     ):
+        _one_run(stack, -1)  # warm-up, discarded: caches, connections, the broker's JIT
         return [_one_run(stack, i) for i in range(options.runs)]
 
 
@@ -153,6 +154,6 @@ def run(options: Options) -> Table:
         f"{REQUESTS:,} requests per workload over {ACCOUNTS} accounts from {CLIENTS} keep-alive "
         "connections; broker, worker process, API process, load generator and database "
         "share this machine's 2 cores; medians of --runs runs, one after the other on one "
-        "stack and broker; balances checked after each."
+        "stack and broker after one discarded warm-up run; balances checked after each."
     )
     return table
