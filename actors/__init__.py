@@ -1,30 +1,34 @@
 """entityflow's actors: entities, the mailbox, and the runtime that owns them.
 
-Read ``entity.py`` first (how an entity is declared), then ``runtime.py`` and
-``worker.py`` (how a batch of commands becomes one commit); ``client.py`` is how you
-talk to entities in-process.
+Read ``entity.py`` and ``handlers.py`` first (how an entity is declared), then
+``runtime.py`` and ``worker.py`` (how a batch of commands becomes one commit);
+``client.py`` is how you talk to entities in-process, through ``sender.py``.
 """
 
-from actors.client import Client, EntityCatalog, QueryResult, StateView, UpdateResult, settle
-from actors.decorators import apply, query, signal, update
-from actors.entity import CommandSpec, Entity, EntitySpec, check_entity_id
-from actors.envelopes import Envelope, Reply, new_command_id
+from actors.address import Address, check_entity_id
+from actors.client import Client, EntityCatalog, QueryResult, StateView, decoded
+from actors.context import CommandContext
+from actors.entity import CommandSpec, Entity, EntitySpec
+from actors.envelopes import Envelope, new_command_id
 from actors.errors import (
     ActorsError,
     CommandFailedError,
     CommandRejectedError,
     DefinitionError,
     EntityNotFoundError,
+    HandlerCrashedError,
     InvalidAddressError,
     InvalidArgumentsError,
     MailboxUnavailableError,
     PayloadTooLargeError,
-    QueryMutationError,
     Rejected,
+    ReplyOverdueError,
+    SendUnconfirmedError,
     UnknownCommandError,
     UnknownEntityTypeError,
     UpdateTimeoutError,
 )
+from actors.handlers import CallOptions, Command, Handler, Query, apply, command, query
 from actors.host import Host
 from actors.kinds import Actor, ActorKind, EntityActor, EntityKind, Turn
 from actors.mailbox.memory import InMemoryMailbox
@@ -35,17 +39,25 @@ from actors.mailbox.protocol import (
     PartitionListener,
     ReplyChannel,
 )
-from actors.runtime import BatchResult, Runtime, system_clock
+from actors.reader import load_entity
+from actors.retry import RetryPolicy
+from actors.runtime import BatchResult, Runtime, merge_registries, system_clock
+from actors.sender import CommandSender
 from actors.worker import Worker
 
 __all__ = [
     "Actor",
     "ActorKind",
     "ActorsError",
+    "Address",
     "BatchResult",
+    "CallOptions",
     "Client",
+    "Command",
+    "CommandContext",
     "CommandFailedError",
     "CommandRejectedError",
+    "CommandSender",
     "CommandSpec",
     "DefinitionError",
     "Delivery",
@@ -56,6 +68,8 @@ __all__ = [
     "EntityNotFoundError",
     "EntitySpec",
     "Envelope",
+    "Handler",
+    "HandlerCrashedError",
     "Host",
     "InMemoryMailbox",
     "InvalidAddressError",
@@ -65,25 +79,27 @@ __all__ = [
     "MailboxUnavailableError",
     "PartitionListener",
     "PayloadTooLargeError",
-    "QueryMutationError",
+    "Query",
     "QueryResult",
     "Rejected",
-    "Reply",
     "ReplyChannel",
+    "ReplyOverdueError",
+    "RetryPolicy",
     "Runtime",
+    "SendUnconfirmedError",
     "StateView",
     "Turn",
     "UnknownCommandError",
     "UnknownEntityTypeError",
-    "UpdateResult",
     "UpdateTimeoutError",
     "Worker",
     "apply",
     "check_entity_id",
+    "command",
+    "decoded",
+    "load_entity",
+    "merge_registries",
     "new_command_id",
     "query",
-    "settle",
-    "signal",
     "system_clock",
-    "update",
 ]

@@ -1,48 +1,52 @@
 """The in-process client: send commands, await updates, read state, queries and history.
 
-Commands are validated here, before anything is sent, so bad input fails at the caller
-with a clear error and writes nothing. Queries and state never go through the mailbox:
-they are evaluated on the state rebuilt from the store (snapshot + tail), optionally at
-an older version.
+Every call names its handler by reference (``client.update(Account.withdraw, "acct-7",
+amount=Decimal(5))``), so its arguments are checked by mypy and, before anything is sent,
+by the handler's argument model: bad input fails at the caller with a clear error and
+writes nothing. Results come back as the handler's declared type. Queries and state never
+go through the mailbox: they are evaluated on the state rebuilt from the store (snapshot
++ tail), optionally at an older version.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
-from actors.entity import Entity, EntitySpec, check_entity_id
-from actors.envelopes import Envelope, EnvelopeKind, Reply
+from actors.address import check_entity_id
+from actors.entity import CommandSpec, Entity, EntitySpec
+from actors.envelopes import Envelope, new_command_id, prevalidated
 from actors.errors import (
     CommandFailedError,
     CommandRejectedError,
-    EntityNotFoundError,
+    HandlerCrashedError,
     PayloadTooLargeError,
+    ReplyOverdueError,
+    UnknownCommandError,
     UnknownEntityTypeError,
     UpdateTimeoutError,
 )
-from actors.mailbox.protocol import Mailbox, ReplyChannel
-from eventstore import CommandOutcome, RecordedEvent, Store
+from actors.handlers import Command, Handler, Query
+from actors.mailbox.protocol import Mailbox
+from actors.reader import load_entity
+from actors.sender import CommandSender
+from eventstore import Outcome, RecordedEvent, Store
 
 S = TypeVar("S", bound=BaseModel)
-EntityRef = type[Entity[Any]] | str
+P = ParamSpec("P")
+R = TypeVar("R")
 DEFAULT_MAX_PAYLOAD = 1_000_000
 
 
 @dataclass(frozen=True)
-class UpdateResult:
-    command_id: str
-    result: Any
-    version: int | None
+class QueryResult(Generic[R]):
+    """A query's result (its declared type) and the version it was evaluated at."""
 
-
-@dataclass(frozen=True)
-class QueryResult:
-    result: Any
+    result: R
     version: int
 
 
@@ -53,7 +57,7 @@ class StateView(Generic[S]):
 
 
 class EntityCatalog:
-    """The registered entity types, by name and by class."""
+    """The registered entity types, by name (the HTTP edge) and by class."""
 
     def __init__(self, entities: Sequence[type[Entity[Any]]]) -> None:
         self.specs: dict[str, EntitySpec] = {}
@@ -63,18 +67,37 @@ class EntityCatalog:
                 raise ValueError(f"two entity classes are registered as {spec.type_name!r}")
             self.specs[spec.type_name] = spec
 
-    def spec(self, ref: EntityRef) -> EntitySpec:
+    def spec(self, ref: type[Entity[Any]] | str) -> EntitySpec:
         name = ref if isinstance(ref, str) else EntitySpec.of(ref).type_name
         spec = self.specs.get(name)
-        if spec is None:
+        if spec is None or (not isinstance(ref, str) and spec.cls is not ref):
             raise UnknownEntityTypeError(
                 f"no entity type {name!r} is registered; registered: "
                 + (", ".join(sorted(self.specs)) or "(none)")
             )
         return spec
 
-    def __iter__(self) -> Any:
+    def handler(self, handler: Handler[Any, Any]) -> tuple[EntitySpec, CommandSpec]:
+        """The registered entity and compiled handler a handler reference names."""
+        spec = self.spec(handler.entity)
+        return spec, spec.compiled(handler)
+
+    def __iter__(self) -> Iterator[EntitySpec]:
         return iter(self.specs.values())
+
+    def entities(self) -> list[type[Entity[Any]]]:
+        return [spec.cls for spec in self.specs.values()]
+
+
+def decoded(command: CommandSpec, outcome: Outcome[Any]) -> Outcome[Any]:
+    """An applied outcome with its result as the handler declared it; an error otherwise."""
+    if outcome.status == "applied":
+        return outcome.with_result(command.decode_result(outcome.result))
+    if outcome.status == "rejected":
+        raise CommandRejectedError(outcome.command_id, outcome.error or "rejected", outcome.code)
+    if outcome.status == "dead_lettered":
+        raise HandlerCrashedError(outcome.command_id, outcome.error or "the handler crashed")
+    raise CommandFailedError(outcome.command_id, outcome.status, outcome.error or outcome.status)
 
 
 class Client:
@@ -88,161 +111,108 @@ class Client:
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         default_timeout: float = 10.0,
+        sender: CommandSender | None = None,
     ) -> None:
         self.mailbox = mailbox
         self.store = store
         self.catalog = catalog
         self.max_payload = max_payload
         self.default_timeout = default_timeout
-        self._replies: ReplyChannel | None = None
-
-    def _channel(self) -> ReplyChannel:
-        if self._replies is None:
-            self._replies = self.mailbox.reply_channel()
-        return self._replies
+        self.sender = sender or CommandSender(mailbox, ack_timeout=default_timeout)
 
     def envelope(
         self,
-        entity: EntityRef,
+        handler: Command[Any, Any],
         entity_id: str,
-        kind: EnvelopeKind,
-        command: str,
-        args: Mapping[str, Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
         *,
-        command_id: str | None = None,
         reply_to: str | None = None,
-    ) -> Envelope:
+    ) -> tuple[CommandSpec, Envelope]:
         """Validate a command and wrap it; raises before anything is sent."""
-        spec = self.catalog.spec(entity)
+        spec, command = self.catalog.handler(handler)
+        if command.kind != "command":
+            raise UnknownCommandError(f"{handler!r} is a query, not a command: query it")
         address = spec.address(entity_id)
-        handler = spec.command(command)
-        parsed = handler.parse(args)
-        fields: dict[str, Any] = {
-            "address": address,
-            "kind": kind,
-            "name": command,
-            "args": parsed.model_dump(mode="json"),
-            "reply_to": reply_to,
-        }
-        if command_id is not None:
-            fields["command_id"] = command_id
-        env = Envelope(**fields)
+        parsed = command.parse(handler.arguments(args, kwargs))
+        options = handler.call_options
+        env = prevalidated(
+            options.command_id or new_command_id(),
+            address,
+            "command",
+            command.name,
+            parsed.model_dump(mode="json"),
+            reply_to,
+        )
         size = len(env.encode())
         if size > self.max_payload:
             raise PayloadTooLargeError(
-                f"command {spec.type_name}.{command} encodes to {size} bytes, over the "
+                f"command {spec.type_name}.{command.name} encodes to {size} bytes, over the "
                 f"{self.max_payload}-byte limit; store large data elsewhere and send a reference"
             )
-        return env
+        return command, env
+
+    def prepare(
+        self, handler: Command[P, Any], entity_id: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Envelope:
+        """The envelope :meth:`signal` would send, validated, for a caller that sends many
+        itself and waits for their acknowledgements together (bulk loads, benchmarks)."""
+        return self.envelope(handler, entity_id, args, kwargs)[1]
 
     def signal(
-        self,
-        entity: EntityRef,
-        entity_id: str,
-        command: str,
-        args: Mapping[str, Any] | None = None,
-        /,
-        *,
-        command_id: str | None = None,
-        **kwargs: Any,
+        self, handler: Command[P, R], entity_id: str, /, *args: P.args, **kwargs: P.kwargs
     ) -> str:
-        """Send a signal; returns its command id once the mailbox durably holds it."""
-        env = self.envelope(
-            entity, entity_id, "signal", command, {**(args or {}), **kwargs}, command_id=command_id
-        )
-        self.mailbox.send(env).result(timeout=self.default_timeout)
+        """Send a command fire-and-forget; its command id once the mailbox durably holds it."""
+        _, env = self.envelope(handler, entity_id, args, kwargs)
+        self.sender.send(env, handler.call_options.timeout)
         return env.command_id
 
     async def update(
-        self,
-        entity: EntityRef,
-        entity_id: str,
-        command: str,
-        args: Mapping[str, Any] | None = None,
-        /,
-        *,
-        command_id: str | None = None,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ) -> UpdateResult:
-        """Send an update and wait for its reply (its result and the entity's new version)."""
-        channel = self._channel()
-        env = self.envelope(
-            entity,
-            entity_id,
-            "update",
-            command,
-            {**(args or {}), **kwargs},
-            command_id=command_id,
-            reply_to=channel.route,
-        )
-        waiting = channel.expect(env.command_id)
-        wait = timeout if timeout is not None else self.default_timeout
+        self, handler: Command[P, R], entity_id: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Outcome[R]:
+        """Send a command and wait for its outcome: its result and the entity's new version.
+
+        A refusal raises :class:`CommandRejectedError`; no answer within the handler's
+        ``options(timeout=...)`` (default: the client's) raises :class:`UpdateTimeoutError`
+        with the command id, which stays valid.
+        """
+        command, env = self.envelope(handler, entity_id, args, kwargs, reply_to=self.sender.route)
+        wait = handler.call_options.timeout or self.default_timeout
+        deadline = asyncio.get_running_loop().time() + wait
         try:
-            await asyncio.wait_for(asyncio.wrap_future(self.mailbox.send(env)), wait)
-            reply = await asyncio.wait_for(asyncio.wrap_future(waiting), wait)
-        except TimeoutError:
+            outcome = await self.sender.ask(env, deadline=deadline)
+        except ReplyOverdueError:
             raise UpdateTimeoutError(env.command_id, wait) from None
-        finally:
-            channel.forget(env.command_id)
-        return settle(reply)
+        return decoded(command, outcome)
 
     def query(
-        self,
-        entity: EntityRef,
-        entity_id: str,
-        name: str,
-        args: Mapping[str, Any] | None = None,
-        /,
-        *,
-        version: int | None = None,
-        **kwargs: Any,
-    ) -> QueryResult:
-        """Evaluate a query on the stored state (at ``version`` if given)."""
-        spec = self.catalog.spec(entity)
-        spec.query(name)
-        loaded = self._load(spec, entity_id, version)
-        return QueryResult(spec.run_query(loaded, name, {**(args or {}), **kwargs}), loaded.version)
+        self, handler: Query[P, R], entity_id: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> QueryResult[R]:
+        """Evaluate a query on the stored state (at ``Account.balance.at(version)`` if set)."""
+        spec, query = self.catalog.handler(handler)
+        if query.kind != "query":
+            raise UnknownCommandError(f"{handler!r} is a command, not a query: send it")
+        parsed = query.parse(handler.arguments(args, kwargs))
+        entity = load_entity(self.store, spec, entity_id, handler.call_options.version)
+        result = query.decode_result(spec.run_query(entity, query, parsed))
+        return QueryResult(result, entity.version)
 
     def state(
-        self, entity: EntityRef, entity_id: str, *, version: int | None = None
-    ) -> StateView[Any]:
+        self, entity: type[Entity[S]], entity_id: str, *, version: int | None = None
+    ) -> StateView[S]:
         """The entity's state now, or as it was at ``version`` (time travel)."""
         spec = self.catalog.spec(entity)
-        loaded = self._load(spec, entity_id, version)
+        loaded = load_entity(self.store, spec, entity_id, version)
         return StateView(loaded.state, loaded.version)
 
     def history(
-        self, entity: EntityRef, entity_id: str, *, after: int = 0, limit: int = 100
+        self, entity: type[Entity[Any]], entity_id: str, *, after: int = 0, limit: int = 100
     ) -> list[RecordedEvent]:
         spec = self.catalog.spec(entity)
-        return self.store.read(spec.address(entity_id), after=after, limit=limit)
+        return self.store.read(spec.address(check_entity_id(entity_id)), after=after, limit=limit)
 
-    def outcome(self, command_id: str) -> CommandOutcome | None:
+    def outcome(self, command_id: str) -> Outcome[Any] | None:
         return self.store.outcome(command_id)
 
-    def _load(self, spec: EntitySpec, entity_id: str, version: int | None) -> Entity[Any]:
-        check_entity_id(entity_id)
-        if version is not None and version < 1:
-            raise EntityNotFoundError(f"versions start at 1, got {version}")
-        stream = self.store.load(
-            spec.address(entity_id), version=version, snapshot_type=spec.snapshot_type
-        )
-        if not stream or (version is not None and stream.version < version):
-            at = f" at version {version}" if version is not None else ""
-            raise EntityNotFoundError(f"{spec.address(entity_id)} has no events{at}")
-        return spec.rehydrate(entity_id, stream)
-
     def close(self) -> None:
-        if self._replies is not None:
-            self._replies.close()
-            self._replies = None
-
-
-def settle(reply: Reply) -> UpdateResult:
-    """Turn a reply into a result, or into the error the caller should see."""
-    if reply.status == "applied":
-        return UpdateResult(reply.command_id, reply.result, reply.version)
-    if reply.status == "rejected":
-        raise CommandRejectedError(reply.command_id, reply.error or "rejected")
-    raise CommandFailedError(reply.command_id, reply.status, reply.error or reply.status)
+        self.sender.close()

@@ -1,10 +1,15 @@
 """The ``Entity`` base class and its registration-time description, ``EntitySpec``.
 
 An entity is a long-lived actor whose state is a pydantic model rebuilt from its events.
-Command handlers decide (and may ``raise Rejected``); ``@apply`` methods are the only place
-state changes. Registration (``EntitySpec.of``) resolves every handler's types once and
-builds the pydantic models that validate arguments, document them in OpenAPI and encode
-results; nothing is looked up by string at run time.
+Command handlers decide (``ctx.emit(...)``, or ``raise Rejected``); ``@apply`` methods are
+the only place state changes. Registration (``EntitySpec.of``) resolves every handler's
+types once and builds the pydantic models that validate arguments, document them in
+OpenAPI and encode and decode results; nothing is looked up by string at run time except
+at the HTTP edge.
+
+A command runs on a working copy of the entity: if it is refused or crashes the copy is
+dropped and the entity is as it was; if it succeeds the copy becomes the entity. A query
+runs on a copy too, so nothing it does can change the entity.
 """
 
 from __future__ import annotations
@@ -14,36 +19,20 @@ import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from actors.decorators import APPLY_ATTR, HANDLER_ATTR, HandlerKind, HandlerMark
-from actors.errors import (
-    ActorsError,
-    DefinitionError,
-    InvalidAddressError,
-    InvalidArgumentsError,
-    QueryMutationError,
-    UnknownCommandError,
-)
-from eventstore import DomainEvent, EventRegistry, JSONDict, LoadedStream, Upcaster
+from actors.address import check_entity_id
+from actors.context import CommandContext
+from actors.errors import DefinitionError, InvalidArgumentsError, UnknownCommandError
+from actors.handlers import APPLY_ATTR, Command, Handler, HandlerKind, Query
+from eventstore import DomainEvent, EventRegistry, JSONDict, LoadedStream, Upcaster, explain
+from eventstore import details as error_details
 
 S = TypeVar("S", bound=BaseModel)
-E = TypeVar("E", bound="Entity[Any]")
-_ID = re.compile(r"^[^\s/\x00-\x1f\x7f]{1,200}$")
 _TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
-_Mode = Literal["idle", "command", "query"]
-
-
-def check_entity_id(entity_id: str) -> str:
-    if not isinstance(entity_id, str) or not _ID.match(entity_id):
-        raise InvalidAddressError(
-            f"entity id {entity_id!r} is not valid: use 1 to 200 characters without "
-            "'/', spaces or control characters"
-        )
-    return entity_id
 
 
 class Entity(Generic[S]):
@@ -61,15 +50,13 @@ class Entity(Generic[S]):
     snapshot_every: ClassVar[int | None] = None
     upcasters: ClassVar[Sequence[Upcaster]] = ()
 
+    __slots__ = ("_id", "_version", "state")
+
     def __init__(self, entity_id: str, state: S, version: int = 0) -> None:
         self._id = entity_id
-        self._state = state
+        self.state: S = state
+        """The state: read it anywhere; change it only in ``@apply`` methods."""
         self._version = version
-        self._spec = EntitySpec.of(type(self))
-        self._mode: _Mode = "idle"
-        self._emitted: list[DomainEvent] = []
-        self._command_id: str | None = None
-        self._now: datetime | None = None
 
     @classmethod
     def initial_state(cls, entity_id: str) -> S:
@@ -82,42 +69,12 @@ class Entity(Generic[S]):
 
     @property
     def address(self) -> str:
-        return f"{self._spec.type_name}/{self._id}"
-
-    @property
-    def state(self) -> S:
-        return self._state
-
-    @state.setter
-    def state(self, value: S) -> None:
-        if self._mode == "query":
-            raise QueryMutationError(f"a query may not replace the state of {self.address}")
-        self._state = value
+        return f"{EntitySpec.of(type(self)).type_name}/{self._id}"
 
     @property
     def version(self) -> int:
         """The number of events applied so far (0 for a new entity)."""
         return self._version
-
-    @property
-    def command_id(self) -> str | None:
-        """The id of the command being handled, for events that want to carry it."""
-        return self._command_id
-
-    def now(self) -> datetime:
-        """The time the current command is handled (fixed for the whole command)."""
-        return self._now or datetime.now(UTC)
-
-    def emit(self, event: DomainEvent) -> None:
-        """Record an event: it is applied to the state at once and committed with the batch."""
-        if self._mode == "query":
-            raise QueryMutationError(
-                f"a query may not emit events (tried {type(event).__name__} on {self.address})"
-            )
-        if self._mode != "command":
-            raise ActorsError("emit() is only allowed inside a command handler")
-        self._spec.apply(self, event)
-        self._emitted.append(event)
 
     def __repr__(self) -> str:
         return f"<{self.address} v{self._version}>"
@@ -125,16 +82,31 @@ class Entity(Generic[S]):
 
 @dataclass(frozen=True)
 class CommandSpec:
-    """One signal, update or query: its argument model, result encoder and method."""
+    """One command or query, compiled: its argument model, result type and method."""
 
     entity_type: str
     kind: HandlerKind
     name: str
-    fn: Callable[..., Any]
+    handler: Handler[Any, Any]
     args_model: type[BaseModel]
     result_type: Any
     result_adapter: TypeAdapter[Any] | None
     doc: str
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        return self.handler.fn
+
+    @property
+    def answers(self) -> bool:
+        """Whether the handler returns a result (``-> None`` does not)."""
+        return self.result_adapter is not None
+
+    def _invalid(self, exc: ValidationError) -> InvalidArgumentsError:
+        return InvalidArgumentsError(
+            f"invalid arguments for {self.entity_type}.{self.name}: {explain(exc)}",
+            error_details(exc),
+        )
 
     def parse(self, args: Mapping[str, Any] | None) -> BaseModel:
         if args is not None and not isinstance(args, Mapping):
@@ -144,23 +116,19 @@ class CommandSpec:
         try:
             return self.args_model.model_validate(dict(args or {}))
         except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_context=False)
-            raise InvalidArgumentsError(
-                f"invalid arguments for {self.entity_type}.{self.name}: "
-                + "; ".join(
-                    f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}" for e in errors
-                ),
-                [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors],
-            ) from exc
-
-    def invoke(self, entity: Entity[Any], parsed: BaseModel) -> Any:
-        return self.fn(entity, **dict(parsed))
+            raise self._invalid(exc) from exc
 
     def encode_result(self, value: Any) -> Any:
         """The JSON-ready form of a handler's return value."""
         if self.result_adapter is None:
             return None
         return self.result_adapter.dump_python(value, mode="json")
+
+    def decode_result(self, data: Any) -> Any:
+        """A result as the handler declared it (``Decimal``, a model...), from its JSON form."""
+        if self.result_adapter is None:
+            return None
+        return self.result_adapter.validate_python(data)
 
 
 @dataclass(frozen=True)
@@ -189,10 +157,17 @@ class EntitySpec:
     def events(self) -> tuple[type[DomainEvent], ...]:
         return tuple(self.evolvers)
 
+    def compiled(self, handler: Handler[Any, Any]) -> CommandSpec:
+        """The compiled form of one of this entity's handler references."""
+        found = self.handlers.get(handler.name)
+        if found is None or found.handler.fn is not handler.fn:
+            raise UnknownCommandError(f"{handler!r} is not a handler of {self.type_name}")
+        return found
+
     def command(self, name: str) -> CommandSpec:
-        """A signal or update by name; either may be sent fire-and-forget or awaited."""
+        """A command by name (the HTTP edge); it may be sent as a signal or an update."""
         spec = self.handlers.get(name)
-        if spec is None or spec.kind == "query":
+        if spec is None or spec.kind != "command":
             raise UnknownCommandError(
                 f"{self.type_name} has no command named {name!r}; its commands are: "
                 + (", ".join(sorted(s.name for s in self.commands())) or "(none)")
@@ -209,7 +184,7 @@ class EntitySpec:
         return spec
 
     def commands(self) -> list[CommandSpec]:
-        return [s for s in self.handlers.values() if s.kind != "query"]
+        return [s for s in self.handlers.values() if s.kind == "command"]
 
     def queries(self) -> list[CommandSpec]:
         return [s for s in self.handlers.values() if s.kind == "query"]
@@ -244,26 +219,35 @@ class EntitySpec:
         for event in events:
             self.apply(entity, event)
 
+    def copy(self, entity: Entity[Any]) -> Entity[Any]:
+        """A working copy: changing it leaves ``entity`` as it is."""
+        return self.cls(entity.id, entity.state.model_copy(deep=True), entity.version)
+
     def snapshot_state(self, entity: Entity[Any]) -> JSONDict:
         state: JSONDict = entity.state.model_dump(mode="json")
         return state
 
-    def run_query(self, entity: Entity[Any], name: str, args: Mapping[str, Any] | None) -> Any:
-        """Evaluate a query; it fails if it emits or changes the state."""
-        spec = self.query(name)
-        parsed = spec.parse(args)
-        before = entity.state.model_dump()
-        entity._mode = "query"
-        try:
-            value = spec.invoke(entity, parsed)
-        finally:
-            entity._mode = "idle"
-        if entity.state.model_dump() != before:
-            raise QueryMutationError(
-                f"query {self.type_name}.{name} changed the state; queries are read-only, "
-                "use a signal or update to change state"
-            )
-        return spec.encode_result(value)
+    def run_command(
+        self,
+        entity: Entity[Any],
+        command: CommandSpec,
+        parsed: BaseModel,
+        *,
+        command_id: str,
+        now: datetime,
+    ) -> tuple[Entity[Any], CommandContext, Any]:
+        """Run a command on a working copy: (the copy, its context, the return value).
+
+        Whatever it raises (``Rejected`` included) leaves ``entity`` untouched.
+        """
+        working = self.copy(entity)
+        ctx = CommandContext(lambda event: self.apply(working, event), command_id, now)
+        value = command.fn(working, ctx, **dict(parsed))
+        return working, ctx, value
+
+    def run_query(self, entity: Entity[Any], query: CommandSpec, parsed: BaseModel) -> Any:
+        """Evaluate a query on a copy of the entity; its JSON-ready result."""
+        return query.encode_result(query.fn(self.copy(entity), **dict(parsed)))
 
 
 def _state_type_of(cls: type[Entity[Any]]) -> type[BaseModel]:
@@ -290,38 +274,34 @@ def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
         ) from exc
 
 
-def _command_spec(type_name: str, mark: HandlerMark) -> CommandSpec:
-    hints = _type_hints(mark.fn)
+def _compile(type_name: str, handler: Handler[Any, Any]) -> CommandSpec:
+    fn = handler.fn
+    hints = _type_hints(fn)
+    skip = 2 if isinstance(handler, Command) else 1
     fields: dict[str, Any] = {}
-    for p in list(inspect.signature(mark.fn).parameters.values())[1:]:
+    for p in list(inspect.signature(fn).parameters.values())[skip:]:
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[p.name] = (hints[p.name], default)
-    model_name = f"{type_name.replace('.', '_')}_{mark.name}_args"
+    model_name = f"{type_name.replace('.', '_')}_{handler.name}_args"
     args_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
     returns = hints.get("return", inspect.Signature.empty)
-    if mark.kind == "signal":
-        if returns not in (None, type(None), inspect.Signature.empty):
-            raise DefinitionError(
-                f"@signal {mark.fn.__qualname__} returns {returns!r}; signals answer nothing "
-                "(make it an @update to return a result)"
-            )
-        adapter = None
-    else:
-        if returns is inspect.Signature.empty:
-            raise DefinitionError(
-                f"@{mark.kind} {mark.fn.__qualname__} needs a return annotation "
-                "(-> None if it returns nothing)"
-            )
-        adapter = TypeAdapter(returns)
+    if returns is inspect.Signature.empty:
+        raise DefinitionError(
+            f"@{handler.kind} {fn.__qualname__} needs a return annotation "
+            "(-> None if it answers nothing)"
+        )
+    answers = returns not in (None, type(None))
+    if not answers and isinstance(handler, Query):
+        raise DefinitionError(f"@query {fn.__qualname__} must return a value")
     return CommandSpec(
         entity_type=type_name,
-        kind=mark.kind,
-        name=mark.name,
-        fn=mark.fn,
+        kind=handler.kind,
+        name=handler.name,
+        handler=handler,
         args_model=args_model,
-        result_type=returns if adapter else None,
-        result_adapter=adapter,
-        doc=inspect.cleandoc(mark.fn.__doc__ or ""),
+        result_type=returns if answers else None,
+        result_adapter=TypeAdapter(returns) if answers else None,
+        doc=inspect.cleandoc(fn.__doc__ or ""),
     )
 
 
@@ -356,15 +336,14 @@ def _build_spec(cls: type[Entity[Any]]) -> EntitySpec:
     owners: dict[object, type] = {}
     for klass in reversed(cls.__mro__):
         for attr in vars(klass).values():
-            mark = getattr(attr, HANDLER_ATTR, None)
-            if isinstance(mark, HandlerMark):
-                if owners.get(mark.name) is klass:
+            if isinstance(attr, Handler):
+                if owners.get(attr.name) is klass:
                     raise DefinitionError(
-                        f"{klass.__qualname__} defines a handler named {mark.name!r} twice"
+                        f"{klass.__qualname__} defines a handler named {attr.name!r} twice"
                     )
-                owners[mark.name] = klass
-                handlers[mark.name] = _command_spec(type_name, mark)
-            if getattr(attr, APPLY_ATTR, False):
+                owners[attr.name] = klass
+                handlers[attr.name] = _compile(type_name, attr)
+            elif getattr(attr, APPLY_ATTR, False):
                 event_type = _applied_event(attr)
                 if owners.get(event_type) is klass:
                     raise DefinitionError(

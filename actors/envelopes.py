@@ -1,9 +1,13 @@
-"""Messages that travel through the mailbox: command envelopes and their replies.
+"""Messages that travel through the mailbox: envelopes to actors, and their replies.
 
 An envelope is addressed to one actor (``Type/id``, or ``workflow:Type/id``); the address
 is the Kafka record key, so all messages of one actor share a partition and keep their
-order. ``reply_to`` is an opaque route the mailbox understands: a reply topic of an API
-node, an in-process channel, or another actor's address (``actor:<address>``).
+order. ``kind`` says what it is: a ``command`` to an entity, a workflow ``signal``, a
+``control`` message of a workflow's life (start, cancel, ...), or a ``reply`` to an actor
+that made a call. ``reply_to`` is an opaque route the mailbox understands (a reply topic
+of an API node, an in-process channel, or another actor's address ``actor:<address>``);
+a command without one is a signal (fire and forget), with one an update. The reply is
+the command's :class:`~eventstore.Outcome`.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from eventstore import CommandOutcome, OutcomeStatus
+from eventstore import Outcome
 
-EnvelopeKind = Literal["signal", "update", "reply", "control"]
+EnvelopeKind = Literal["command", "signal", "reply", "control"]
 ACTOR_ROUTE = "actor:"
+OUTCOMES: TypeAdapter[list[Outcome[Any]]] = TypeAdapter(list[Outcome[Any]])
+"""The wire form of a batch of replies to one reply route (a JSON array of outcomes)."""
 
 
 def new_command_id() -> str:
@@ -26,33 +32,6 @@ def new_command_id() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-class Reply(BaseModel):
-    """The outcome of one command, sent to whoever asked for it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    command_id: str
-    address: str
-    status: OutcomeStatus
-    result: Any = None
-    version: int | None = None
-    error: str | None = None
-    correlation: str | None = None
-
-    @classmethod
-    def of(cls, outcome: CommandOutcome, correlation: str | None = None) -> Reply:
-        """The reply that reports a stored outcome."""
-        return cls(
-            command_id=outcome.command_id,
-            address=outcome.address,
-            status=outcome.status,
-            result=outcome.result,
-            version=outcome.version,
-            error=outcome.error,
-            correlation=correlation,
-        )
 
 
 class Envelope(BaseModel):
@@ -67,7 +46,7 @@ class Envelope(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
     reply_to: str | None = None
     correlation: str | None = None
-    reply: Reply | None = None
+    reply: Outcome[Any] | None = None
     sent_at: datetime = Field(default_factory=_now)
 
     @property
@@ -82,13 +61,36 @@ class Envelope(BaseModel):
         return cls.model_validate_json(raw)
 
 
-def reply_envelope(route_address: str, reply: Reply) -> Envelope:
+def reply_envelope(route_address: str, outcome: Outcome[Any], correlation: str | None) -> Envelope:
     """A reply addressed to an actor (a workflow waiting on a call) travels as a message."""
     return Envelope(
-        command_id=reply.command_id,
+        command_id=outcome.command_id,
         address=route_address,
         kind="reply",
         name="reply",
-        reply=reply,
-        correlation=reply.correlation,
+        reply=outcome,
+        correlation=correlation,
+    )
+
+
+def prevalidated(
+    command_id: str,
+    address: str,
+    kind: EnvelopeKind,
+    name: str,
+    args: dict[str, Any],
+    reply_to: str | None,
+) -> Envelope:
+    """An envelope from parts already validated (a route's body, a client's handler
+    arguments): no second validation pass on the hot path."""
+    return Envelope.model_construct(
+        command_id=command_id,
+        address=address,
+        kind=kind,
+        name=name,
+        args=args,
+        reply_to=reply_to,
+        correlation=None,
+        reply=None,
+        sent_at=datetime.now(UTC),
     )

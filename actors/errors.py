@@ -56,17 +56,14 @@ class EntityNotFoundError(ActorsError, LookupError):
     """The entity has no events (at the requested version)."""
 
 
-class QueryMutationError(ActorsError):
-    """A query tried to change state; queries are read-only."""
-
-
 class CommandRejectedError(ActorsError):
     """An update was refused by a domain rule (the reply of a :class:`Rejected`)."""
 
-    def __init__(self, command_id: str, reason: str) -> None:
+    def __init__(self, command_id: str, reason: str, code: str | None = None) -> None:
         super().__init__(reason)
         self.command_id = command_id
         self.reason = reason
+        self.code = code
 
 
 class CommandFailedError(ActorsError):
@@ -77,6 +74,13 @@ class CommandFailedError(ActorsError):
         self.command_id = command_id
         self.status = status
         self.reason = reason
+
+
+class HandlerCrashedError(CommandFailedError):
+    """A command's handler raised an unexpected exception; the message was dead-lettered."""
+
+    def __init__(self, command_id: str, reason: str) -> None:
+        super().__init__(command_id, "dead_lettered", reason)
 
 
 class UpdateTimeoutError(ActorsError, TimeoutError):
@@ -96,3 +100,24 @@ class UpdateTimeoutError(ActorsError, TimeoutError):
 
 class MailboxUnavailableError(ActorsError, ConnectionError):
     """The mailbox (broker) could not accept or deliver the message now."""
+
+
+class SendUnconfirmedError(MailboxUnavailableError):
+    """The broker did not confirm a message in time: it may or may not be queued."""
+
+    def __init__(self, command_id: str, reason: str) -> None:
+        super().__init__(
+            f"the broker did not confirm command {command_id}: {reason}; it may still be "
+            "applied, look it up by command id or retry with the same command id"
+        )
+        self.command_id = command_id
+
+
+class ReplyOverdueError(ActorsError, TimeoutError):
+    """The broker took the send but no reply came by the deadline: the command is
+    pending, and its id stays valid (a send the broker never took is a
+    :class:`SendUnconfirmedError` instead)."""
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(f"no reply to command {command_id} in time")
+        self.command_id = command_id

@@ -31,13 +31,16 @@ class Turn:
     """What handling one message produced.
 
     ``status`` None means the message is not a command (e.g. a reply to a workflow) and
-    leaves no outcome row. ``crashed`` sends the message to the dead-letter topic.
+    leaves no outcome row. ``code`` names a refusal as a value (``Rejected(code=...)``,
+    a workflow's ``finished``). ``crashed`` sends the message to the dead-letter topic.
+    A turn that is not applied leaves the actor as it was before the message.
     """
 
     events: list[DomainEvent] = field(default_factory=list)
     status: OutcomeStatus | None = "applied"
     result: Any = None
     error: str | None = None
+    code: str | None = None
     outbox: list[Envelope] = field(default_factory=list)
     crashed: bool = False
 
@@ -52,7 +55,9 @@ class Actor(Protocol):
     def version(self) -> int: ...
 
     def handle(self, envelope: Envelope, now: datetime) -> Turn:
-        """Handle one message; events it returns are already applied to the actor."""
+        """Handle one message; events it returns are already applied to the actor.
+
+        A turn whose status is not ``applied`` must leave the actor unchanged."""
 
     def snapshot_state(self) -> JSONDict | None:
         """The state to snapshot at the current version (None: this actor never snapshots)."""
@@ -113,30 +118,24 @@ class EntityActor:
         return self.entity.version
 
     def handle(self, envelope: Envelope, now: datetime) -> Turn:
-        if envelope.kind not in ("signal", "update"):
+        if envelope.kind != "command":
             return Turn(status="invalid", error=f"entities do not accept {envelope.kind} messages")
         try:
             command = self.spec.command(envelope.name)
             parsed = command.parse(envelope.args)
         except (UnknownCommandError, InvalidArgumentsError) as exc:
             return Turn(status="invalid", error=str(exc))
-        entity = self.entity
-        entity._emitted = []
-        entity._mode = "command"
-        entity._command_id = envelope.command_id
-        entity._now = now
         try:
-            value = command.invoke(entity, parsed)
+            working, ctx, value = self.spec.run_command(
+                self.entity, command, parsed, command_id=envelope.command_id, now=now
+            )
             result = command.encode_result(value)
         except Rejected as exc:
-            return Turn(status="rejected", error=exc.reason, events=entity._emitted)
+            return Turn(status="rejected", error=exc.reason, code=exc.code)
         except Exception as exc:
             return Turn(status="dead_lettered", error=_describe(exc), crashed=True)
-        finally:
-            entity._mode = "idle"
-            entity._command_id = None
-            entity._now = None
-        return Turn(events=entity._emitted, result=result)
+        self.entity = working  # the copy the command ran on becomes the entity
+        return Turn(events=ctx.events, result=result)
 
     def snapshot_state(self) -> JSONDict | None:
         return self.spec.snapshot_state(self.entity)

@@ -16,19 +16,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
-from actors.envelopes import ACTOR_ROUTE, Envelope, Reply, reply_envelope
+from actors.envelopes import ACTOR_ROUTE, Envelope, reply_envelope
 from actors.errors import ActorsError
 from actors.kinds import Actor, ActorKind, Turn
 from actors.mailbox.protocol import Delivery
 from eventstore import (
-    CommandOutcome,
     Commit,
     EventDecodeError,
     EventRegistry,
     LoadedStream,
+    Outcome,
     RecordedEvent,
     Snapshot,
     Store,
@@ -71,7 +72,8 @@ class BatchResult:
 
     commit: Commit
     last_offsets: dict[int, int] = field(default_factory=dict)
-    replies: list[tuple[str, Reply]] = field(default_factory=list)
+    replies: list[tuple[str, Outcome[Any], str | None]] = field(default_factory=list)
+    """(reply route, outcome, correlation) of every command that asked for an answer."""
     outbox: list[Envelope] = field(default_factory=list)
     dead_letters: list[tuple[Delivery, str]] = field(default_factory=list)
     touched: dict[str, int] = field(default_factory=dict)
@@ -80,14 +82,14 @@ class BatchResult:
     def messages_after_commit(self) -> list[Envelope]:
         """Outgoing envelopes: the outbox plus replies routed to other actors."""
         routed = [
-            reply_envelope(route[len(ACTOR_ROUTE) :], reply)
-            for route, reply in self.replies
+            reply_envelope(route[len(ACTOR_ROUTE) :], outcome, correlation)
+            for route, outcome, correlation in self.replies
             if route.startswith(ACTOR_ROUTE)
         ]
         return [*self.outbox, *routed]
 
-    def channel_replies(self) -> list[tuple[str, Reply]]:
-        return [(r, rep) for r, rep in self.replies if not r.startswith(ACTOR_ROUTE)]
+    def channel_replies(self) -> list[tuple[str, Outcome[Any]]]:
+        return [(r, o) for r, o, _ in self.replies if not r.startswith(ACTOR_ROUTE)]
 
 
 def merge_registries(kinds: Iterable[ActorKind]) -> EventRegistry:
@@ -186,16 +188,6 @@ class Runtime:
             entry.partition = partition
         return entry.actor
 
-    def _restore(self, kind: ActorKind, address: str, batch: BatchResult) -> Actor:
-        """Rebuild an actor a failed turn left half-changed: stored events + this batch's."""
-        stored = self.store.load(address, snapshot_type=kind.snapshot_type)
-        pending = [e for e in batch.commit.events if e.originator_id == address]
-        actor = kind.load(
-            address, LoadedStream(address, stored.snapshot, [*stored.events, *pending])
-        )
-        self._cache[address].actor = actor
-        return actor
-
     def wake(self, partitions: Iterable[int], partition_of: Callable[[str], int]) -> list[Envelope]:
         """Load the unfinished actors of newly owned partitions; return what they re-send."""
         owned = set(partitions)
@@ -256,7 +248,7 @@ class Runtime:
                 continue  # a duplicate: answered from its outcome, its actor not needed
             cold.setdefault(env.address, kind.snapshot_type)
         batch.prefetched = self._prefetch(cold)
-        in_batch: dict[str, CommandOutcome] = {}
+        in_batch: dict[str, Outcome[Any]] = {}
         for d in deliveries:
             if not d.local:
                 batch.last_offsets[d.partition] = d.offset
@@ -271,8 +263,8 @@ class Runtime:
         d: Delivery,
         env: Envelope,
         batch: BatchResult,
-        known: dict[str, CommandOutcome],
-        in_batch: dict[str, CommandOutcome],
+        known: dict[str, Outcome[Any]],
+        in_batch: dict[str, Outcome[Any]],
     ) -> None:
         now = self.clock()
         is_command = env.kind != "reply"
@@ -280,7 +272,7 @@ class Runtime:
             prior = in_batch.get(env.command_id) or known.get(env.command_id)
             if prior is not None:
                 if env.reply_to:
-                    batch.replies.append((env.reply_to, Reply.of(prior, env.correlation)))
+                    batch.replies.append((env.reply_to, prior, env.correlation))
                 return
         kind = self.kinds.get(env.actor_type)
         if kind is None or "/" not in env.address:
@@ -307,9 +299,6 @@ class Runtime:
             return
         before = actor.version
         turn = actor.handle(env, now)
-        if turn.status in ("rejected", "invalid", "dead_lettered") and actor.version != before:
-            actor = self._restore(kind, env.address, batch)
-            turn.events = []
         self._record(d, env, batch, in_batch, turn, before, now)
         if turn.events or turn.status is not None:
             batch.touched[env.address] = actor.version
@@ -322,7 +311,7 @@ class Runtime:
         d: Delivery,
         env: Envelope,
         batch: BatchResult,
-        in_batch: dict[str, CommandOutcome],
+        in_batch: dict[str, Outcome[Any]],
         turn: Turn,
         version_before: int,
         now: datetime,
@@ -343,7 +332,7 @@ class Runtime:
             batch.dead_letters.append((d, turn.error or "handler crashed"))
         if turn.status is None:
             return
-        outcome = CommandOutcome(
+        outcome: Outcome[Any] = Outcome(
             command_id=env.command_id,
             address=env.address,
             command=env.name,
@@ -351,12 +340,13 @@ class Runtime:
             result=turn.result,
             version=version_before + len(turn.events),
             error=turn.error,
+            code=turn.code,
             recorded_at=now,
         )
         commit.outcomes.append(outcome)
         in_batch[env.command_id] = outcome
         if env.reply_to:
-            batch.replies.append((env.reply_to, Reply.of(outcome, env.correlation)))
+            batch.replies.append((env.reply_to, outcome, env.correlation))
 
     def committed(self, batch: BatchResult) -> None:
         """The batch is durable: take the snapshots that are due, then trim the cache."""

@@ -17,12 +17,19 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
-from actors.envelopes import Envelope, Reply
+from actors.envelopes import Envelope
 from actors.local_delivery import LocalDeliveries
 from actors.mailbox.protocol import Delivery, Mailbox, MailboxConsumer, position_name
 from actors.runtime import BatchResult, Runtime
-from eventstore import Commit, ConcurrencyConflictError, FencedTracking, StoreUnavailableError
+from eventstore import (
+    Commit,
+    ConcurrencyConflictError,
+    FencedTracking,
+    Outcome,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger("entityflow.worker")
 
@@ -347,7 +354,7 @@ class Worker:
         for envelope in asking:
             outcome = known.get(envelope.command_id)
             if outcome is not None and envelope.reply_to:
-                batch.replies.append((envelope.reply_to, Reply.of(outcome, envelope.correlation)))
+                batch.replies.append((envelope.reply_to, outcome, envelope.correlation))
         self._after_commit(batch)
 
     def _advance(self, batch: BatchResult, deliveries: list[Delivery]) -> dict[int, FencedTracking]:
@@ -390,7 +397,7 @@ class Worker:
             log.error("dead-lettered %s/%s@%s: %s", self.mailbox.name, d.partition, d.offset, error)
 
     def _after_commit(self, batch: BatchResult) -> None:
-        by_route: dict[str, list[Reply]] = {}
+        by_route: dict[str, list[Outcome[Any]]] = {}
         for route, reply in batch.channel_replies():
             by_route.setdefault(route, []).append(reply)
         for route, replies in by_route.items():

@@ -23,22 +23,25 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+import actors
 import api.routes.commands as command_routes
 import api.routes.entities as entity_routes
 import api.routes.schemas as schema_routes
 import api.routes.system as system_routes
 import api.routes.workflows as workflow_routes
-from actors import EntityCatalog, EntitySpec, Host, Mailbox
+from actors import Mailbox
 from actors.mailbox.kafka import KafkaTopics
 from api.context import ApiContext, Check
 from api.errors import install as install_error_handlers
 from api.gateways.fast_path import CommandFastPath
 from api.metrics import MetricsMiddleware
 from api.openapi.schemas import argument_schemas
+from api.routes.commands import command_table
 from api.settings import Settings
-from api.wiring import Domain, kafka_settings, open_mailbox
-from eventstore import EventRegistry, Store
+from api.wiring import kafka_settings, open_mailbox
+from eventstore import Store
 from eventstore.kafka.io import Admin
+from sagas import Domain, Host
 
 log = logging.getLogger("entityflow.api")
 PRUNE_EVERY = 60.0
@@ -66,25 +69,15 @@ class AppParts:
     """Called at shutdown, for parts the app opened itself."""
 
     @classmethod
-    def from_host(
-        cls, host: Host, settings: Settings | None = None, *, workflows: Sequence[Any] = ()
-    ) -> AppParts:
-        """The parts of an in-process host (its store, its mailbox, its entity classes)."""
-        domain = Domain.assemble(
-            tuple(spec.cls for spec in host.catalog),
-            tuple(k for k in host.kinds if k.type_name not in host.catalog.specs),
-            tuple(workflows),
-        )
+    def from_host(cls, host: actors.Host, settings: Settings | None = None) -> AppParts:
+        """The parts of an in-process host (its store, its mailbox, its domain)."""
+        domain = host.domain if isinstance(host, Host) else Domain(host.catalog.entities())
         return cls(host.store, host.mailbox, domain, settings or Settings())
 
 
 def open_parts(settings: Settings, domain: Domain) -> AppParts:
     """Open the configured store and Kafka mailbox for an API process."""
-    registry = EventRegistry()
-    for cls in domain.entities:
-        registry.merge(EntitySpec.of(cls).registry)
-    for kind in domain.kinds:
-        registry.merge(kind.registry)
+    registry = domain.registry()
     store = Store(settings.store, registry)
     try:
         mailbox = open_mailbox(settings)
@@ -134,15 +127,10 @@ def create_app(source: AppParts | Settings, domain: Domain | None = None) -> Fas
     else:
         parts = source
     settings = parts.settings
-    catalog = EntityCatalog(parts.domain.entities)
     ctx = ApiContext.build(
-        settings,
-        parts.store,
-        parts.mailbox,
-        catalog,
-        workflows=parts.domain.workflows,
-        checks=dict(parts.checks),
+        settings, parts.store, parts.mailbox, parts.domain, checks=dict(parts.checks)
     )
+    catalog = ctx.catalog
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -170,11 +158,7 @@ def create_app(source: AppParts | Settings, domain: Domain | None = None) -> Fas
     app.state.ctx = ctx
     install_error_handlers(app)
     # Inner to the metrics middleware, so fast-path requests are timed and counted too.
-    app.add_middleware(
-        CommandFastPath,
-        gateway=ctx.gateway,
-        commands=[handler for spec in catalog for handler in spec.commands()],
-    )
+    app.add_middleware(CommandFastPath, gateway=ctx.gateway, table=command_table(catalog))
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     installers = _installers(ctx)
     for install in installers:

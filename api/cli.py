@@ -41,6 +41,8 @@ from eventstore.stream.tail import StreamFilter, TailOptions, tail
 
 log = logging.getLogger("entityflow.cli")
 DEFAULT_DOMAIN = "examples.shop"
+"""What `entityflow dev` runs when not told otherwise; the other commands must be told."""
+DOMAIN_HELP = "the module exporting DOMAIN (or ENTITIES and WORKFLOWS), e.g. myapp.domain"
 
 
 def _settings() -> Settings:
@@ -167,7 +169,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         stack.callback(host.stop)
         host.start()
         stack.callback(_close_relay, _worker_relay(settings, host.store.registry))
-        parts = AppParts.from_host(host, settings, workflows=domain.workflows)
+        parts = AppParts.from_host(host, settings)
         app = create_app(replace(parts, checks={"broker": broker_check(settings)}))
         api_host, port = args.host or settings.api_host, _port(args, settings)
         _tune_gc()
@@ -266,9 +268,7 @@ def _stream_parsers(sub: Any) -> None:
     tail_cmd = sub.add_parser("tail", help="print the live event stream (filter by type, entity)")
     schemas = sub.add_parser("schemas", help="AsyncAPI document / JSON Schemas of the events")
     for p in (relay, schemas):
-        p.add_argument(
-            "--domain", default=DEFAULT_DOMAIN, help="module exporting ENTITIES (and WORKFLOWS)"
-        )
+        p.add_argument("--domain", default=None, help=DOMAIN_HELP)
     for p in (relay, tail_cmd):
         p.add_argument(
             "--bootstrap-servers", default=None, help="Kafka host:port (default: settings)"
@@ -297,9 +297,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     worker = sub.add_parser("worker", help="run a worker process (joins the worker group)")
-    worker.add_argument(
-        "--domain", default=DEFAULT_DOMAIN, help="module exporting ENTITIES (and WORKFLOWS)"
-    )
+    worker.add_argument("--domain", default=None, help=DOMAIN_HELP)
     worker.add_argument(
         "--bootstrap-servers", default=None, help="Kafka host:port (default: from settings)"
     )
@@ -311,7 +309,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         api = sub.add_parser(name, help=text)
         api.add_argument(
-            "--domain", default=DEFAULT_DOMAIN, help="module exporting ENTITIES (and WORKFLOWS)"
+            "--domain",
+            default=DEFAULT_DOMAIN if name == "dev" else None,
+            help=DOMAIN_HELP + (f" (default: {DEFAULT_DOMAIN})" if name == "dev" else ""),
         )
         api.add_argument("--host", default=None, help="interface to bind (default: settings)")
         api.add_argument("--port", type=int, default=None, help="port (default: settings)")

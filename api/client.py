@@ -1,34 +1,39 @@
-"""A small typed HTTP client for other services: signal, update, query, state, history,
-and workflows (start, status with a long poll, signal, query, cancel, history, list).
+"""The typed HTTP client for other services: the same calls as the in-process client.
 
 ::
 
     with EntityflowClient("http://localhost:8000") as ef:
-        ef.update(Account, "acct-7", "open", owner="Ada")
-        balance = ef.update(Account, "acct-7", "deposit", amount=Decimal("25")).result
-        ef.signal(Account, "acct-7", "withdraw", amount="5", idempotency_key="pay-81")
-        ef.query(Account, "acct-7", "balance").result  # Decimal('20.00')
+        ef.update(Account.open, "acct-7", owner="Ada")
+        balance = ef.update(Account.deposit, "acct-7", amount=Decimal("25")).result
+        ef.signal(Account.withdraw, "acct-7", amount=Decimal("5"), idempotency_key="pay-81")
+        ef.query(Account.balance, "acct-7").result  # Decimal('20.00')
 
-Pass the entity class (not just its name) and results come back as the handler's declared
-type (``Decimal`` above), arguments are checked before anything is sent, and states are
-the entity's state model. Errors are raised as :class:`ApiError` subclasses carrying the
-server's error body (``error``, ``message``, ``hint``, ``command_id``).
+Handlers are named by reference, so mypy checks each call's arguments, arguments are
+validated before anything is sent, results come back as the handler's declared type
+(``Decimal`` above) in the same :class:`~eventstore.Outcome` the in-process client
+returns, and states as the entity's state model. Errors are raised as :class:`ApiError`
+subclasses carrying the server's error body (``error``, ``message``, ``hint``,
+``command_id``). This module needs only httpx, not FastAPI.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter
 
-from actors import Entity, EntitySpec, InvalidArgumentsError
-from sagas import ExecutionStatus, Workflow
+from actors import Command, Entity, EntitySpec, Query, QueryResult, StateView
+from eventstore import EventRecord, Outcome
+from sagas import ExecutionStatus, Signal, Workflow
 
-EntityRef = type[Entity[Any]] | str
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound=BaseModel)
 WorkflowRef = Workflow[Any, Any] | str
+_OUTCOME: TypeAdapter[Outcome[Any]] = TypeAdapter(Outcome[Any])
+_EVENTS: TypeAdapter[list[EventRecord]] = TypeAdapter(list[EventRecord])
 
 
 class ApiError(Exception):
@@ -73,39 +78,6 @@ _ERRORS: dict[int, type[ApiError]] = {
 }
 
 
-@dataclass(frozen=True)
-class Accepted:
-    command_id: str
-
-
-@dataclass(frozen=True)
-class Applied:
-    command_id: str
-    result: Any
-    version: int
-
-
-@dataclass(frozen=True)
-class QueryAnswer:
-    result: Any
-    version: int
-
-
-@dataclass(frozen=True)
-class EntityState:
-    state: Any
-    version: int
-
-
-@dataclass(frozen=True)
-class CommandOutcome:
-    command_id: str
-    status: str
-    result: Any = None
-    version: int | None = None
-    error: str | None = None
-
-
 class EntityflowClient:
     """Talks to one entityflow API over HTTP (thread-safe like ``httpx.Client``)."""
 
@@ -122,120 +94,98 @@ class EntityflowClient:
 
     def signal(
         self,
-        entity: EntityRef,
+        handler: Command[P, R],
         entity_id: str,
-        command: str,
         /,
-        *,
-        idempotency_key: str | None = None,
-        **args: Any,
-    ) -> Accepted:
-        """Send a command fire-and-forget; returns once the broker holds it."""
-        body = self._arguments(entity, command, args)
-        r = self._post(entity, entity_id, "signals", command, body, idempotency_key, None)
-        return Accepted(r["command_id"])
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> str:
+        """Send a command fire-and-forget; its command id once the broker holds it.
+
+        ``idempotency_key`` is read from ``handler.options(command_id=...)``: the key names
+        the command, so a retry with it is the same command.
+        """
+        spec, command, body = _arguments(handler, args, kwargs)
+        r = self._post(spec, entity_id, "signals", command.name, body, handler, None)
+        return str(r["command_id"])
 
     def update(
         self,
-        entity: EntityRef,
+        handler: Command[P, R],
         entity_id: str,
-        command: str,
         /,
-        *,
-        idempotency_key: str | None = None,
-        timeout: float | None = None,
-        **args: Any,
-    ) -> Applied:
-        """Send a command and wait for its result and the entity's new version."""
-        body = self._arguments(entity, command, args)
-        r = self._post(entity, entity_id, "updates", command, body, idempotency_key, timeout)
-        return Applied(r["command_id"], self._result(entity, command, r["result"]), r["version"])
-
-    def command(self, command_id: str) -> CommandOutcome:
-        """What became of a command (pending, applied, rejected, invalid, dead_lettered)."""
-        r = self._get(f"/commands/{command_id}")
-        return CommandOutcome(
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Outcome[R]:
+        """Send a command and wait for its result (its declared type) and the new version."""
+        spec, command, body = _arguments(handler, args, kwargs)
+        timeout = handler.call_options.timeout
+        r = self._post(spec, entity_id, "updates", command.name, body, handler, timeout)
+        return Outcome(
             command_id=r["command_id"],
-            status=r["status"],
-            result=r.get("result"),
-            version=r.get("version"),
-            error=r.get("error"),
+            address=spec.address(entity_id),
+            command=command.name,
+            status="applied",
+            result=command.decode_result(r["result"]),
+            version=r["version"],
         )
+
+    def command(self, command_id: str) -> Outcome[Any]:
+        """What became of a command (pending, applied, rejected, invalid, dead_lettered)."""
+        return _OUTCOME.validate_python(self._get(f"/commands/{command_id}"))
 
     # -- reads ---------------------------------------------------------------------------
 
     def query(
-        self,
-        entity: EntityRef,
-        entity_id: str,
-        query: str,
-        /,
-        *,
-        version: int | None = None,
-        **args: Any,
-    ) -> QueryAnswer:
-        params = {k: _param(v) for k, v in args.items()}
-        if version is not None:
-            params["version"] = str(version)
-        r = self._get(f"{_base(entity, entity_id)}/queries/{query}", params)
-        return QueryAnswer(self._result(entity, query, r["result"]), r["version"])
+        self, handler: Query[P, R], entity_id: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> QueryResult[R]:
+        """A query's result (its declared type), at ``handler.at(version)`` if given."""
+        spec = EntitySpec.of(handler.entity)
+        query = spec.compiled(handler)
+        parsed = query.parse(handler.arguments(args, kwargs))
+        params = {k: _param(v) for k, v in parsed.model_dump(mode="json").items()}
+        if handler.call_options.version is not None:
+            params["version"] = str(handler.call_options.version)
+        r = self._get(f"{_base(spec, entity_id)}/queries/{query.name}", params)
+        return QueryResult(query.decode_result(r["result"]), r["version"])
 
     def state(
-        self, entity: EntityRef, entity_id: str, *, version: int | None = None
-    ) -> EntityState:
+        self, entity: type[Entity[S]], entity_id: str, *, version: int | None = None
+    ) -> StateView[S]:
+        spec = EntitySpec.of(entity)
         params = {"version": str(version)} if version is not None else {}
-        r = self._get(_base(entity, entity_id), params)
-        state: Any = r["state"]
-        if not isinstance(entity, str):
-            state = EntitySpec.of(entity).state_type.model_validate(state)
-        return EntityState(state, r["version"])
+        r = self._get(_base(spec, entity_id), params)
+        state: Any = spec.state_type.model_validate(r["state"])
+        return StateView(state, r["version"])
 
     def events(
-        self, entity: EntityRef, entity_id: str, *, after: int = 0, limit: int = 100
-    ) -> tuple[list[dict[str, Any]], int | None]:
+        self, entity: type[Entity[Any]], entity_id: str, *, after: int = 0, limit: int = 100
+    ) -> tuple[list[EventRecord], int | None]:
         """One page of history: the events and the ``after`` of the next page (or None)."""
-        r = self._get(f"{_base(entity, entity_id)}/events", {"after": after, "limit": limit})
-        return list(r["events"]), r["next_after"]
+        spec = EntitySpec.of(entity)
+        r = self._get(f"{_base(spec, entity_id)}/events", {"after": after, "limit": limit})
+        return _EVENTS.validate_python(r["events"]), r["next_after"]
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _arguments(self, entity: EntityRef, command: str, args: dict[str, Any]) -> bytes:
-        """Check arguments locally when the class is known, and encode them as JSON."""
-        if isinstance(entity, str):
-            model: type[BaseModel] | None = None
-        else:
-            model = EntitySpec.of(entity).command(command).args_model
-        if model is None:
-            return httpx.Request("POST", "/", json=args).content
-        try:
-            parsed = model.model_validate(args)
-        except ValidationError as exc:
-            raise InvalidArgumentsError(str(exc)) from None
-        return parsed.model_dump_json().encode()
-
-    def _result(self, entity: EntityRef, handler: str, value: Any) -> Any:
-        if isinstance(entity, str):
-            return value
-        adapter = EntitySpec.of(entity).handlers[handler].result_adapter
-        return adapter.validate_python(value) if adapter is not None else value
-
     def _post(
         self,
-        entity: EntityRef,
+        spec: EntitySpec,
         entity_id: str,
         mode: str,
         command: str,
         body: bytes,
-        idempotency_key: str | None,
+        handler: Command[Any, Any],
         timeout: float | None,
     ) -> dict[str, Any]:
         headers = {"content-type": "application/json"}
-        if idempotency_key is not None:
-            headers["Idempotency-Key"] = idempotency_key
+        key = handler.call_options.command_id
+        if key is not None:
+            headers["Idempotency-Key"] = key
         params = {"timeout": str(timeout)} if timeout is not None else None
         wait = None if timeout is None else timeout + 10
         response = self._http.post(
-            f"{_base(entity, entity_id)}/{mode}/{command}",
+            f"{_base(spec, entity_id)}/{mode}/{command}",
             content=body,
             headers=headers,
             params=params,
@@ -286,20 +236,18 @@ class EntityflowClient:
 
     def signal_workflow(
         self,
-        workflow: WorkflowRef,
+        signal: Signal[R],
         workflow_id: str,
-        signal: str,
-        payload: Any = None,
+        payload: R,
         /,
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
-    ) -> Accepted:
-        """Deliver a signal; returns once the execution recorded it."""
-        if not isinstance(workflow, str):
-            payload = workflow.encode_signal(signal, payload)
-        path = f"/workflows/{_workflow(workflow)}/{workflow_id}/signals/{signal}"
-        return Accepted(self._send(path, payload, idempotency_key, timeout)["command_id"])
+    ) -> str:
+        """Deliver a signal; its command id once the execution recorded it."""
+        path = f"/workflows/{signal.workflow_name}/{workflow_id}/signals/{signal.name}"
+        body = signal.encode(payload)
+        return str(self._send(path, body, idempotency_key, timeout)["command_id"])
 
     def cancel_workflow(
         self,
@@ -310,11 +258,10 @@ class EntityflowClient:
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
-    ) -> Accepted:
-        """Cancel an execution (it runs its compensations); returns once it recorded that."""
+    ) -> str:
+        """Cancel an execution (it runs its compensations); its command id once recorded."""
         path = f"/workflows/{_workflow(workflow)}/{workflow_id}/cancel"
-        r = self._send(path, {"reason": reason}, idempotency_key, timeout)
-        return Accepted(r["command_id"])
+        return str(self._send(path, {"reason": reason}, idempotency_key, timeout)["command_id"])
 
     def query_workflow(
         self, workflow: WorkflowRef, workflow_id: str, query: str, /, **args: Any
@@ -328,11 +275,11 @@ class EntityflowClient:
 
     def workflow_history(
         self, workflow: WorkflowRef, workflow_id: str, /, *, after: int = 0, limit: int = 100
-    ) -> tuple[list[dict[str, Any]], int | None]:
+    ) -> tuple[list[EventRecord], int | None]:
         """One page of an execution's history and the ``after`` of the next page (or None)."""
         path = f"/workflows/{_workflow(workflow)}/{workflow_id}/history"
         r = self._get(path, {"after": after, "limit": limit})
-        return list(r["events"]), r["next_after"]
+        return _EVENTS.validate_python(r["events"]), r["next_after"]
 
     def workflows(
         self,
@@ -382,9 +329,18 @@ def _workflow(workflow: WorkflowRef) -> str:
     return workflow if isinstance(workflow, str) else workflow.name
 
 
-def _base(entity: EntityRef, entity_id: str) -> str:
-    name = entity if isinstance(entity, str) else EntitySpec.of(entity).type_name
-    return f"/entities/{name}/{entity_id}"
+def _base(spec: EntitySpec, entity_id: str) -> str:
+    return f"/entities/{spec.type_name}/{entity_id}"
+
+
+def _arguments(
+    handler: Command[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[EntitySpec, Any, bytes]:
+    """The handler's entity and compiled form, and its arguments checked and encoded."""
+    spec = EntitySpec.of(handler.entity)
+    command = spec.compiled(handler)
+    parsed = command.parse(handler.arguments(args, kwargs))
+    return spec, command, parsed.model_dump_json().encode()
 
 
 def _param(value: Any) -> Any:

@@ -1,19 +1,20 @@
 """The services one app's routes share, built once by ``create_app``.
 
 Routes get this object through their closures (no global state, no per-request
-dependency resolution): the store and the mailbox, the entity catalog, the reader that
-caches entity state, the command gateway, the idempotency keys and the metrics.
+dependency resolution): the store and the mailbox, the domain and its entity catalog, the
+one command sender, the reader that caches entity state, the command gateway, the
+idempotency keys and the metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from actors import EntityCatalog, Mailbox
+from actors import CommandSender, EntityCatalog, Mailbox
 from api.gateways.accepted import AcceptedLog
 from api.gateways.commands import CommandGateway
 from api.gateways.idempotency import IdempotencyKeys
@@ -22,6 +23,7 @@ from api.readers.entities import EntityReader
 from api.settings import Settings
 from eventstore import Store
 from eventstore.sql.ledger import RequestLedger
+from sagas import Domain
 
 T = TypeVar("T")
 Check = Callable[[], None]
@@ -32,7 +34,9 @@ class ApiContext:
     settings: Settings
     store: Store
     mailbox: Mailbox
+    domain: Domain
     catalog: EntityCatalog
+    sender: CommandSender
     executor: ThreadPoolExecutor
     metrics: Metrics
     ledger: RequestLedger
@@ -40,7 +44,6 @@ class ApiContext:
     accepted: AcceptedLog
     keys: IdempotencyKeys
     gateway: CommandGateway
-    workflows: Sequence[Any] = ()
     checks: dict[str, Check] = field(default_factory=dict)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -53,9 +56,8 @@ class ApiContext:
         settings: Settings,
         store: Store,
         mailbox: Mailbox,
-        catalog: EntityCatalog,
+        domain: Domain,
         *,
-        workflows: Sequence[Any] = (),
         checks: dict[str, Check] | None = None,
         threads: int = 8,
     ) -> ApiContext:
@@ -69,8 +71,9 @@ class ApiContext:
             return await loop.run_in_executor(executor, lambda: fn(*args, **kwargs))
 
         keys = IdempotencyKeys(ledger, run, ttl=settings.idempotency_ttl_seconds)
+        sender = CommandSender(mailbox, ack_timeout=settings.update_timeout)
         gateway = CommandGateway(
-            mailbox,
+            sender,
             accepted,
             keys,
             metrics,
@@ -81,7 +84,9 @@ class ApiContext:
             settings=settings,
             store=store,
             mailbox=mailbox,
-            catalog=catalog,
+            domain=domain,
+            catalog=domain.catalog(),
+            sender=sender,
             executor=executor,
             metrics=metrics,
             ledger=ledger,
@@ -89,14 +94,13 @@ class ApiContext:
             accepted=accepted,
             keys=keys,
             gateway=gateway,
-            workflows=tuple(workflows),
             checks=dict(checks or {}),
         )
 
     def start(self) -> None:
-        self.gateway.start()
+        self.sender.open()
 
     def close(self) -> None:
-        self.gateway.close()
+        self.sender.close()
         self.accepted.close()
         self.executor.shutdown(wait=True, cancel_futures=True)

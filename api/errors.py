@@ -22,10 +22,10 @@ from actors import (
     CommandFailedError,
     CommandRejectedError,
     EntityNotFoundError,
+    HandlerCrashedError,
     InvalidArgumentsError,
     MailboxUnavailableError,
     PayloadTooLargeError,
-    QueryMutationError,
     UnknownCommandError,
     UnknownEntityTypeError,
     UpdateTimeoutError,
@@ -34,11 +34,14 @@ from eventstore import (
     ConcurrencyConflictError,
     StoreUnavailableError,
     StreamNotFoundError,
+    details,
+    explain,
 )
 from sagas import (
     InvalidWorkflowInputError,
     SagasError,
     UnknownWorkflowError,
+    WorkflowClosedError,
     WorkflowNotFoundError,
     WorkflowParkedError,
 )
@@ -97,22 +100,6 @@ class IdempotencyKeyReusedError(ApiError, ValueError):
         )
 
 
-class WorkflowClosedError(ApiError):
-    """The execution refused a signal or a cancellation: it has finished (or is undoing)."""
-
-    def __init__(self, command_id: str, reason: str) -> None:
-        super().__init__(reason)
-        self.command_id = command_id
-
-
-class HandlerCrashedError(ApiError):
-    """A command's handler raised an unexpected exception; the message was dead-lettered."""
-
-    def __init__(self, command_id: str, reason: str) -> None:
-        super().__init__(reason)
-        self.command_id = command_id
-
-
 def _details(errors: Sequence[Any]) -> list[FieldError]:
     out = []
     for e in errors:
@@ -123,13 +110,9 @@ def _details(errors: Sequence[Any]) -> list[FieldError]:
 
 def invalid_body(exc: ValidationError, what: str, where: str = "body") -> InvalidArgumentsError:
     """A pydantic error on a request body or query, as the actors' InvalidArgumentsError."""
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    summary = "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}" for e in errors[:5]
-    )
     return InvalidArgumentsError(
-        f"invalid arguments for {what}: {summary}",
-        [{"loc": [where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors],
+        f"invalid arguments for {what}: {explain(exc)}",
+        [{**d, "loc": [where, *d["loc"]]} for d in details(exc)],
     )
 
 
@@ -208,7 +191,7 @@ _MAPPING: list[tuple[tuple[type[BaseException], ...], int, str, str]] = [
     ),
     (
         (PayloadTooLargeError,),
-        422,
+        413,
         "payload_too_large",
         "store large data elsewhere and send a reference",
     ),
@@ -217,6 +200,13 @@ _MAPPING: list[tuple[tuple[type[BaseException], ...], int, str, str]] = [
         422,
         "invalid_arguments",
         "fix the fields listed in details; the schema is in /openapi.json",
+    ),
+    (
+        (HandlerCrashedError,),
+        500,
+        "handler_crashed",
+        "the command's handler raised an unexpected exception; the message was "
+        "dead-lettered and nothing changed; this is a bug in the entity",
     ),
     (
         (CommandFailedError,),
@@ -237,19 +227,6 @@ _MAPPING: list[tuple[tuple[type[BaseException], ...], int, str, str]] = [
         "unavailable",
         "the event store or the broker is unreachable; retry with backoff (with an "
         "Idempotency-Key, a retry cannot apply a command twice)",
-    ),
-    (
-        (HandlerCrashedError,),
-        500,
-        "handler_crashed",
-        "the command's handler raised an unexpected exception; the message was "
-        "dead-lettered and nothing changed; this is a bug in the entity",
-    ),
-    (
-        (QueryMutationError,),
-        500,
-        "query_mutated_state",
-        "this is a bug in the entity: queries must not change state",
     ),
 ]
 
@@ -345,7 +322,6 @@ def install(app: FastAPI) -> None:
         StoreUnavailableError,
         MailboxUnavailableError,
         ConnectionError,
-        QueryMutationError,
         SagasError,
         Exception,
     ):

@@ -3,77 +3,49 @@
 The CLI (``worker``, ``serve``, ``dev``) and the app factory assemble entityflow here and
 nowhere else, so every process kind is wired the same way. The domain (which entities and
 workflows exist) is named by a module path, like uvicorn names an app: the module
-exports ``ENTITIES`` and optionally ``WORKFLOWS`` and ``KINDS``.
+exports ``DOMAIN`` (a :class:`~sagas.Domain`), or ``ENTITIES`` and ``WORKFLOWS``.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from actors import ActorKind, Entity, EntitySpec, Host, InMemoryMailbox, Mailbox
+from actors import InMemoryMailbox, Mailbox
 from actors.mailbox.kafka import KafkaMailbox
 from actors.mailbox.reply_datagrams import advertised_host
 from api.settings import Settings
 from eventstore import EventRegistry, Store
 from eventstore.kafka.io import KafkaSettings
 from eventstore.stream.relay import Relay, RelayOptions
-from sagas import Workflow, WorkflowKind
+from sagas import Domain, Host
 
 
 class DomainLoadError(ValueError):
-    """The domain module cannot be imported or does not export ENTITIES."""
+    """The domain module cannot be imported or does not say what it runs."""
 
 
-@dataclass(frozen=True)
-class Domain:
-    """What a deployment runs: entity classes, workflow kinds, other actor kinds."""
-
-    entities: Sequence[type[Entity[Any]]]
-    kinds: Sequence[ActorKind] = field(default_factory=tuple)
-    workflows: Sequence[Workflow[Any, Any]] = field(default_factory=tuple)
-
-    @classmethod
-    def assemble(
-        cls,
-        entities: Sequence[type[Entity[Any]]],
-        kinds: Sequence[ActorKind] = (),
-        workflows: Sequence[Workflow[Any, Any]] = (),
-    ) -> Domain:
-        """A domain whose workflows all run: each workflow definition without an actor kind
-        gets a :class:`~sagas.WorkflowKind` (so workers run it), and each workflow kind's
-        definition is listed among the workflows (so the API serves it)."""
-        have = {k.type_name for k in kinds}
-        all_kinds = list(kinds) + [
-            WorkflowKind(wf, entities=entities) for wf in workflows if wf.type_name not in have
-        ]
-        names = {wf.name for wf in workflows}
-        defined = list(workflows) + [
-            k.definition
-            for k in kinds
-            if isinstance(k, WorkflowKind) and k.definition.name not in names
-        ]
-        return cls(tuple(entities), tuple(all_kinds), tuple(defined))
-
-
-def load_domain(path: str) -> Domain:
-    """Import ``package.module`` and read its ``ENTITIES`` (and ``KINDS``, ``WORKFLOWS``)."""
+def load_domain(path: str | None) -> Domain:
+    """Import ``package.module`` and take its ``DOMAIN`` (or its ``ENTITIES``, ``WORKFLOWS``)."""
+    if not path:
+        raise DomainLoadError(
+            "name the module that exports the domain: --domain package.module (it exports "
+            "DOMAIN = Domain(ENTITIES, WORKFLOWS), or ENTITIES and WORKFLOWS); "
+            "`entityflow dev` runs the shop example, --domain examples.shop"
+        )
     try:
         module = importlib.import_module(path)
     except ImportError as exc:
         raise DomainLoadError(f"cannot import the domain module {path!r}: {exc}") from exc
+    domain = getattr(module, "DOMAIN", None)
+    if isinstance(domain, Domain):
+        return domain
     entities = getattr(module, "ENTITIES", None)
     if not entities:
         raise DomainLoadError(
-            f"the domain module {path!r} must export ENTITIES = (EntityClass, ...)"
+            f"the domain module {path!r} must export DOMAIN = Domain(ENTITIES, WORKFLOWS) "
+            "or ENTITIES = (EntityClass, ...)"
         )
-    return Domain.assemble(
-        tuple(entities),
-        tuple(getattr(module, "KINDS", ())),
-        tuple(getattr(module, "WORKFLOWS", ())),
-    )
+    return Domain(tuple(entities), tuple(getattr(module, "WORKFLOWS", ())))
 
 
 def kafka_settings(settings: Settings, bootstrap_servers: str | None = None) -> KafkaSettings:
@@ -111,10 +83,8 @@ def build_host(
     store: Store | None = None,
     run_worker: bool = True,
 ) -> Host:
-    return Host(
+    return domain.host(
         store if store is not None else settings.store,
-        domain.entities,
-        kinds=domain.kinds,
         mailbox=mailbox,
         snapshot_every=settings.snapshot_every,
         cache_size=settings.actor_cache_size,
@@ -128,13 +98,8 @@ def build_host(
 
 
 def domain_registry(domain: Domain) -> EventRegistry:
-    """Every event class of the domain's entities and actor kinds, in one registry."""
-    registry = EventRegistry()
-    for cls in domain.entities:
-        registry.merge(EntitySpec.of(cls).registry)
-    for kind in domain.kinds:
-        registry.merge(kind.registry)
-    return registry
+    """Every event class the domain records, in one registry."""
+    return domain.registry()
 
 
 def build_relay(

@@ -92,7 +92,7 @@ def running_stack(
         "ENTITYFLOW_API_PORT": str(port),
         "ENTITYFLOW_LOG_LEVEL": "WARNING",
     }
-    domain_args = ["--domain", domain] if domain else []
+    domain_args = ["--domain", domain or "examples.shop"]
     stack = Stack(f"http://127.0.0.1:{port}", "127.0.0.1", port)
     try:
         worker_env = {**env, "ENTITYFLOW_RELAY": "false"} if separate_relay else env

@@ -41,7 +41,7 @@ async def _one_run(url: str, mode: str) -> Run:
     ids = [f"acct-{i}" for i in range(ACCOUNTS)]
     async with Host(url, ENTITIES) as host:
         client = host.client
-        await asyncio.gather(*(client.update(Account, i, "open", owner="bench") for i in ids))
+        await asyncio.gather(*(client.update(Account.open, i, owner="bench") for i in ids))
         stats = host.worker.stats
         messages, batches = stats.messages, stats.batches
         started = time.perf_counter()
@@ -50,14 +50,16 @@ async def _one_run(url: str, mode: str) -> Run:
             target = messages + COMMANDS
             host.worker.on_batch = lambda _: done.set() if stats.messages >= target else None
             for n in range(COMMANDS):
-                client.signal(Account, ids[n % ACCOUNTS], "deposit", amount=AMOUNT)
+                client.signal(Account.deposit, ids[n % ACCOUNTS], amount=AMOUNT)
             if not await asyncio.to_thread(done.wait, 120):
                 raise TimeoutError(f"only {stats.messages - messages} deposits processed")
         else:
 
             async def caller(entity_id: str) -> None:
                 for _ in range(COMMANDS // ACCOUNTS):
-                    await client.update(Account, entity_id, "deposit", amount=AMOUNT, timeout=60)
+                    await client.update(
+                        Account.deposit.options(timeout=60), entity_id, amount=AMOUNT
+                    )
 
             await asyncio.gather(*(caller(i) for i in ids))
         elapsed = time.perf_counter() - started

@@ -78,7 +78,16 @@ def _workers(n: int, url: str, bootstrap: str, namespace: str) -> Iterator[None]
     }
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "worker", "--bootstrap-servers", bootstrap],
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "worker",
+                "--domain",
+                "examples.shop",
+                "--bootstrap-servers",
+                bootstrap,
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -106,7 +115,7 @@ def _client(url: str, mailbox: KafkaMailbox) -> tuple[Client, Store]:
 
 async def _open(client: Client) -> None:
     await asyncio.gather(
-        *(client.update(Account, f"acct-{i}", "open", owner="bench") for i in range(ACCOUNTS))
+        *(client.update(Account.open, f"acct-{i}", owner="bench") for i in range(ACCOUNTS))
     )
 
 
@@ -114,9 +123,7 @@ def _signals(client: Client, mailbox: KafkaMailbox, url: str, sent: Counter[str]
     before = _count_outcomes(url)
     started = time.perf_counter()
     futures = [
-        mailbox.send(
-            client.envelope(Account, f"acct-{n % ACCOUNTS}", "signal", "deposit", {"amount": 1})
-        )
+        mailbox.send(client.prepare(Account.deposit, f"acct-{n % ACCOUNTS}", amount=Decimal(1)))
         for n in range(COMMANDS)
     ]
     for f in futures:
@@ -139,7 +146,7 @@ async def _updates(client: Client, callers: int, total: int, sent: Counter[str])
         while work:
             account = work.pop()
             t = time.perf_counter()
-            await client.update(Account, account, "deposit", amount=1, timeout=60)
+            await client.update(Account.deposit.options(timeout=60), account, amount=1)
             latencies.append(time.perf_counter() - t)
             sent[account] += 1
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from actors import Entity, Rejected, apply, query, update
+from actors import CommandContext, Entity, Rejected, apply, command, query
 from eventstore import DomainEvent
 from sagas import Workflow, WorkflowContext
 
@@ -23,35 +23,38 @@ class Balance(BaseModel):
 
 
 class Deposited(DomainEvent):
+    event_type = "Deposited"
     amount: int
 
 
 class Charged(DomainEvent):
+    event_type = "Charged"
     amount: int
 
 
 class Refunded(DomainEvent):
+    event_type = "Refunded"
     amount: int
 
 
 class Account(Entity[Balance]):
     """Money in and out; a charge may not overdraw."""
 
-    @update
-    def deposit(self, amount: Amount) -> int:
-        self.emit(Deposited(amount=amount))
+    @command
+    def deposit(self, ctx: CommandContext, amount: Amount) -> int:
+        ctx.emit(Deposited(amount=amount))
         return self.state.balance
 
-    @update
-    def charge(self, amount: Amount) -> int:
+    @command
+    def charge(self, ctx: CommandContext, amount: Amount) -> int:
         if amount > self.state.balance:
             raise Rejected("insufficient funds")
-        self.emit(Charged(amount=amount))
+        ctx.emit(Charged(amount=amount))
         return self.state.balance
 
-    @update
-    def refund(self, amount: Amount) -> int:
-        self.emit(Refunded(amount=amount))
+    @command
+    def refund(self, ctx: CommandContext, amount: Amount) -> int:
+        ctx.emit(Refunded(amount=amount))
         return self.state.balance
 
     @query
@@ -76,35 +79,38 @@ class Stock(BaseModel):
 
 
 class Restocked(DomainEvent):
+    event_type = "Restocked"
     qty: int
 
 
 class Reserved(DomainEvent):
+    event_type = "Reserved"
     qty: int
 
 
 class Released(DomainEvent):
+    event_type = "Released"
     qty: int
 
 
 class Inventory(Entity[Stock]):
     """Units on hand; a reservation may not exceed them."""
 
-    @update
-    def restock(self, qty: Amount) -> int:
-        self.emit(Restocked(qty=qty))
+    @command
+    def restock(self, ctx: CommandContext, qty: Amount) -> int:
+        ctx.emit(Restocked(qty=qty))
         return self.state.stock
 
-    @update
-    def reserve(self, qty: Amount) -> int:
+    @command
+    def reserve(self, ctx: CommandContext, qty: Amount) -> int:
         if qty > self.state.stock:
             raise Rejected("out of stock")
-        self.emit(Reserved(qty=qty))
+        ctx.emit(Reserved(qty=qty))
         return self.state.stock
 
-    @update
-    def release(self, qty: Amount) -> int:
-        self.emit(Released(qty=qty))
+    @command
+    def release(self, ctx: CommandContext, qty: Amount) -> int:
+        ctx.emit(Released(qty=qty))
         return self.state.stock
 
     @query
@@ -146,10 +152,10 @@ order_saga = Workflow("OrderSaga", input=Order, output=OrderOutcome)
 
 @order_saga.run
 async def run_order(ctx: WorkflowContext, order: Order) -> OrderOutcome:
-    with ctx.compensation(Inventory, order.sku, "release", qty=order.qty):
-        await ctx.call(Inventory, order.sku, "reserve", qty=order.qty)
-    with ctx.compensation(Account, order.acct, "refund", amount=order.amount):
-        await ctx.call(Account, order.acct, "charge", amount=order.amount)
+    with ctx.compensation(Inventory.release, order.sku, qty=order.qty):
+        await ctx.call(Inventory.reserve, order.sku, qty=order.qty)
+    with ctx.compensation(Account.refund, order.acct, amount=order.amount):
+        await ctx.call(Account.charge, order.acct, amount=order.amount)
     if order.fail:  # fulfilment, decided here until activities exist (a local side effect)
         raise FulfilmentError(f"order {order.order_id} could not be fulfilled")
     return OrderOutcome(order_id=order.order_id)

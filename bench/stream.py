@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -157,7 +158,8 @@ def _processes(url: str, bootstrap: str, namespace: str, relay_in_worker: bool) 
         "ENTITYFLOW_LOG_LEVEL": "WARNING",
         "ENTITYFLOW_RELAY": "true" if relay_in_worker else "false",
     }
-    commands = [["worker"]] + ([] if relay_in_worker else [["relay"]])
+    shop = ["--domain", "examples.shop"]
+    commands = [["worker", *shop]] + ([] if relay_in_worker else [["relay", *shop]])
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "api.cli", *command, "--bootstrap-servers", bootstrap],
@@ -185,9 +187,7 @@ def _lag_run(
     futures = []
     for n in range(COMMANDS):
         futures.append(
-            mailbox.send(
-                client.envelope(Account, f"acct-{n % ACCOUNTS}", "signal", "deposit", {"amount": 1})
-            )
+            mailbox.send(client.prepare(Account.deposit, f"acct-{n % ACCOUNTS}", amount=Decimal(1)))
         )
         if pace is not None and n % 20 == 19:
             ahead = started + (n + 1) / pace - time.time()
@@ -273,7 +273,7 @@ def _lag(
 
 async def _open(client: Client) -> None:
     await asyncio.gather(
-        *(client.update(Account, f"acct-{i}", "open", owner="bench") for i in range(ACCOUNTS))
+        *(client.update(Account.open, f"acct-{i}", owner="bench") for i in range(ACCOUNTS))
     )
 
 

@@ -1,7 +1,8 @@
 """entityflow's event store: typed events, streams, snapshots, outcomes and positions.
 
-Read ``events.py`` first (what an event is), then ``store.py`` (the one interface the
-rest of entityflow uses); ``recorders.py`` holds all the SQL.
+Read ``events.py`` first (what an event is), then ``records.py`` (what the store keeps)
+and ``sql/store.py`` (the one interface the rest of entityflow uses). ``kafka/`` is
+Kafka's home, ``stream/`` the event stream published from the store.
 """
 
 from eventstore.errors import (
@@ -13,34 +14,39 @@ from eventstore.errors import (
     StoreUnavailableError,
     StreamNotFoundError,
     UnknownEventTypeError,
+    details,
+    explain,
 )
 from eventstore.events import DomainEvent, EventRegistry, JSONDict, Upcaster, upcaster
 from eventstore.records import (
-    CommandOutcome,
     Commit,
+    EventRecord,
     ExecutionRow,
     FencedTracking,
+    LoadedStream,
+    LogEntry,
+    Outcome,
     OutcomeStatus,
     RecordedEvent,
     Snapshot,
     utcnow,
 )
-from eventstore.sql.codec import EventCodec
-from eventstore.sql.store import LoadedStream, Store
+from eventstore.sql.store import Store
 
 __all__ = [
-    "CommandOutcome",
     "Commit",
     "ConcurrencyConflictError",
     "DomainEvent",
-    "EventCodec",
     "EventDecodeError",
+    "EventRecord",
     "EventRegistry",
     "EventStoreError",
     "ExecutionRow",
     "FencedTracking",
     "JSONDict",
     "LoadedStream",
+    "LogEntry",
+    "Outcome",
     "OutcomeStatus",
     "RecordedEvent",
     "RegistryError",
@@ -51,6 +57,8 @@ __all__ = [
     "StreamNotFoundError",
     "UnknownEventTypeError",
     "Upcaster",
+    "details",
+    "explain",
     "upcaster",
     "utcnow",
 ]

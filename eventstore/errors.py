@@ -1,6 +1,13 @@
-"""Errors of the event store: one root, each named for what happened."""
+"""Errors of the event store: one root, each named for what happened.
+
+Also the one way every layer turns a pydantic ``ValidationError`` into words and data.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
 
 
 class EventStoreError(Exception):
@@ -37,3 +44,19 @@ class StoreUnavailableError(EventStoreError, ConnectionError):
 
 class StoreConfigError(EventStoreError, ValueError):
     """The store URL or options cannot be used."""
+
+
+def explain(exc: ValidationError) -> str:
+    """A pydantic validation error as one sentence a user can act on: ``loc: msg; ...``."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    )
+
+
+def details(exc: ValidationError) -> list[dict[str, Any]]:
+    """A pydantic validation error as data: ``[{loc, msg, type}]`` (HTTP 422 bodies)."""
+    return [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from eventstore.errors import EventDecodeError, RegistryError, UnknownEventTypeError
+from eventstore.errors import EventDecodeError, RegistryError, UnknownEventTypeError, explain
 
 JSONDict = dict[str, Any]
 
@@ -22,9 +22,11 @@ JSONDict = dict[str, Any]
 class DomainEvent(BaseModel):
     """Base class of every event an entity or workflow records.
 
-    Subclasses set ``event_type`` (defaults to the class name) and bump
-    ``schema_version`` when their fields change, registering an :class:`Upcaster` from
-    the previous version.
+    Every concrete event class names its stored type deliberately, ``event_type =
+    "Account.Deposited"``: it is what the store and the event stream carry, so renaming or
+    moving the class must not change it (registration refuses a class without one). Bump
+    ``schema_version`` when the fields change, registering an :class:`Upcaster` from the
+    previous version.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -35,8 +37,6 @@ class DomainEvent(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if "event_type" not in cls.__dict__:
-            cls.event_type = cls.__name__
         if not isinstance(cls.schema_version, int) or cls.schema_version < 1:
             raise RegistryError(
                 f"{cls.__qualname__}.schema_version must be a positive int, "
@@ -87,6 +87,12 @@ class EventRegistry:
     def add_event(self, cls: type[DomainEvent]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
             raise RegistryError(f"{cls!r} is not a DomainEvent subclass")
+        if "event_type" not in cls.__dict__ or not cls.event_type:
+            raise RegistryError(
+                f"{cls.__qualname__} has no event_type of its own: name what is stored "
+                f'deliberately, e.g. event_type = "{cls.__name__}" (renaming the class '
+                "later must not change it)"
+            )
         known = self._classes.get(cls.event_type)
         if known is not None and known is not cls:
             raise RegistryError(
@@ -156,5 +162,5 @@ class EventRegistry:
         except ValidationError as exc:
             raise EventDecodeError(
                 f"stored {event_type!r} (schema v{schema_version}) does not fit "
-                f"{cls.__qualname__}: {exc.errors(include_url=False)}"
+                f"{cls.__qualname__}: {explain(exc)}"
             ) from exc

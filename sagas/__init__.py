@@ -1,14 +1,18 @@
 """entityflow's workflows: deterministic orchestration, sagas and their coordinator.
 
 Read ``definition.py`` and ``context.py`` first (how a workflow is written), then
-``engine.py`` (how its code is driven and replayed) and ``coordinator.py`` (how an
-execution runs as an actor); ``client.py`` starts and inspects executions.
+``engine.py`` (how its code is driven and replayed, over the one fold in ``fold.py``) and
+``coordinator.py`` (how an execution runs as an actor); ``protocol.py`` holds the
+messages of its life, ``client.py`` starts and inspects executions, ``domain.py`` lists
+what a deployment runs.
 """
 
+from actors.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
 from sagas.client import WorkflowClient
 from sagas.context import CallHandle, CompensationScope, Pending, WorkflowContext
 from sagas.coordinator import CoordinatorStats, WorkflowActor, WorkflowKind
 from sagas.definition import QuerySpec, Workflow
+from sagas.domain import Domain, Host
 from sagas.engine import Engine, replay
 from sagas.errors import (
     InvalidWorkflowInputError,
@@ -18,13 +22,13 @@ from sagas.errors import (
     StepFailed,
     StepRejected,
     UnknownWorkflowError,
+    WorkflowClosedError,
     WorkflowDefinitionError,
     WorkflowError,
     WorkflowNotFoundError,
     WorkflowParkedError,
 )
-from sagas.history import HISTORY_EVENTS
-from sagas.record import (
+from sagas.fold import (
     FINAL_STATUSES,
     CompensationInfo,
     ExecutionRecord,
@@ -33,7 +37,9 @@ from sagas.record import (
     StepInfo,
     WorkflowView,
 )
-from sagas.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
+from sagas.history import HISTORY_EVENTS
+from sagas.protocol import Refusal
+from sagas.signals import Signal
 
 __all__ = [
     "DEFAULT_COMPENSATION_RETRY",
@@ -43,17 +49,21 @@ __all__ = [
     "CompensationInfo",
     "CompensationScope",
     "CoordinatorStats",
+    "Domain",
     "Engine",
     "ExecutionRecord",
     "ExecutionStatus",
+    "Host",
     "InvalidWorkflowInputError",
     "NonDeterminismError",
     "ParkInfo",
     "Pending",
     "QuerySpec",
+    "Refusal",
     "ReplayError",
     "RetryPolicy",
     "SagasError",
+    "Signal",
     "StepFailed",
     "StepInfo",
     "StepRejected",
@@ -61,6 +71,7 @@ __all__ = [
     "Workflow",
     "WorkflowActor",
     "WorkflowClient",
+    "WorkflowClosedError",
     "WorkflowContext",
     "WorkflowDefinitionError",
     "WorkflowError",

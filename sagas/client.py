@@ -1,9 +1,10 @@
-"""Start, signal, cancel, query and inspect workflow executions over any Mailbox and Store.
+"""Start, signal, cancel, query and inspect workflow executions: the one path for each.
 
-Starting, signalling and cancelling send a message to the execution's address and return
-once the mailbox durably holds it (the HTTP 202 of the contract); the coordinator does
-the rest. Status, history, queries and listings read the store and never go through the
-mailbox. This is the object the HTTP layer wraps.
+Starting returns once the mailbox durably holds the start (the HTTP 202 of the
+contract); the coordinator does the rest. Signalling and cancelling wait for the
+execution's verdict (it recorded the message, or refused it and why, see
+:mod:`sagas.protocol`). Status, history, queries and listings read the store and never
+go through the mailbox. The HTTP gateway wraps this client with HTTP concerns only.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import copy
 import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from actors import Entity, EntitySpec, Envelope, Mailbox
-from eventstore import ExecutionRow, RecordedEvent, Store
-from sagas.coordinator import cancel_command_id, start_command_id
-from sagas.definition import AnyWorkflow, split_address
+from pydantic import BaseModel
+
+from actors import CommandSender, Mailbox, ReplyOverdueError, UpdateTimeoutError
+from eventstore import ExecutionRow, Outcome, RecordedEvent, Store
+from sagas.definition import AnyWorkflow, Workflow, split_address
 from sagas.engine import replay
 from sagas.errors import (
     ReplayError,
@@ -26,9 +28,14 @@ from sagas.errors import (
     WorkflowNotFoundError,
     WorkflowParkedError,
 )
-from sagas.record import FINAL_STATUSES, ExecutionRecord, ExecutionStatus
+from sagas.fold import FINAL_STATUSES, ExecutionRecord, ExecutionStatus
+from sagas.protocol import cancel_envelope, signal_envelope, start_envelope, verdict
+from sagas.signals import Signal
 
 WorkflowRef = AnyWorkflow | str
+I = TypeVar("I", bound=BaseModel)  # noqa: E741 - the conventional name of an input type
+O = TypeVar("O")  # noqa: E741 - the conventional name of an output type
+T = TypeVar("T")
 
 
 class WorkflowClient:
@@ -40,19 +47,19 @@ class WorkflowClient:
         store: Store,
         workflows: Sequence[AnyWorkflow],
         *,
-        entities: Sequence[type[Entity[Any]]] = (),
-        send_timeout: float = 10.0,
+        timeout: float = 10.0,
+        sender: CommandSender | None = None,
     ) -> None:
         self.mailbox = mailbox
         self.store = store
-        self.send_timeout = send_timeout
+        self.timeout = timeout
+        self.sender = sender or CommandSender(mailbox, ack_timeout=timeout)
         self.workflows: dict[str, AnyWorkflow] = {}
         for wf in workflows:
             wf.check()
             if self.workflows.get(wf.name, wf) is not wf:
                 raise ValueError(f"two workflows are registered as {wf.name!r}")
             self.workflows[wf.name] = wf
-        self._entities = {s.type_name: s for s in (EntitySpec.of(e) for e in entities)}
 
     def definition(self, workflow: WorkflowRef) -> AnyWorkflow:
         name = workflow if isinstance(workflow, str) else workflow.name
@@ -66,76 +73,89 @@ class WorkflowClient:
 
     # -- messages ----------------------------------------------------------------------
 
-    def start(self, workflow: WorkflowRef, input: Any, *, workflow_id: str | None = None) -> str:
-        """Start an execution (or find the one already started with this id); its id."""
+    def start(
+        self, workflow: Workflow[Any, Any], input: Any, *, workflow_id: str | None = None
+    ) -> str:
+        """Start an execution (or find the one already started with this id); its id.
+
+        Returns once the mailbox durably holds the start; the same id again is the same
+        execution, so a caller whose start was not confirmed simply sends it again.
+        """
         wf = self.definition(workflow)
-        body = wf.encode_input(input)
         wid = workflow_id if workflow_id is not None else uuid.uuid4().hex
-        address = wf.address(wid)
-        self._send(
-            Envelope(
-                command_id=start_command_id(address),
-                address=address,
-                kind="control",
-                name="start",
-                args={"input": body},
-            )
-        )
+        self.sender.send(start_envelope(wf, wid, wf.encode_input(input)))
         return wid
 
-    def signal(
+    async def signal(
         self,
-        workflow: WorkflowRef,
+        signal: Signal[T],
         workflow_id: str,
-        name: str,
-        payload: Any = None,
+        payload: T,
         *,
         command_id: str | None = None,
-    ) -> str:
-        """Deliver a signal (buffered until the code waits for it); its command id."""
-        wf = self.definition(workflow)
-        body = wf.encode_signal(name, payload)
-        fields: dict[str, Any] = {
-            "address": wf.address(workflow_id),
-            "kind": "signal",
-            "name": name,
-            "args": {"payload": body},
-        }
-        if command_id is not None:
-            fields["command_id"] = command_id
-        env = Envelope(**fields)
-        self._send(env)
-        return env.command_id
+        timeout: float | None = None,
+    ) -> Outcome[Any]:
+        """Deliver a signal and wait until the execution recorded it (or says why not)."""
+        wf = self.definition(signal.workflow_name)
+        env = signal_envelope(
+            wf,
+            workflow_id,
+            signal.name,
+            signal.encode(payload),
+            reply_to=self.sender.route,
+            command_id=command_id,
+        )
+        return await self._ask(env, timeout)
 
-    def cancel(self, workflow: WorkflowRef, workflow_id: str, reason: str = "") -> str:
+    async def cancel(
+        self,
+        workflow: Workflow[Any, Any],
+        workflow_id: str,
+        reason: str = "",
+        *,
+        command_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Outcome[Any]:
         """Ask the execution to stop and compensate; cancelling twice is cancelling once."""
         wf = self.definition(workflow)
-        address = wf.address(workflow_id)
-        env = Envelope(
-            command_id=cancel_command_id(address),
-            address=address,
-            kind="control",
-            name="cancel",
-            args={"reason": reason[:500]},
+        env = cancel_envelope(
+            wf, workflow_id, reason, reply_to=self.sender.route, command_id=command_id
         )
-        self._send(env)
-        return env.command_id
+        return await self._ask(env, timeout)
 
-    def _send(self, env: Envelope) -> None:
-        self.mailbox.send(env).result(timeout=self.send_timeout)
+    async def _ask(self, env: Any, timeout: float | None) -> Outcome[Any]:
+        wait = timeout if timeout is not None else self.timeout
+        deadline = asyncio.get_running_loop().time() + wait
+        try:
+            outcome = await self.sender.ask(env, deadline=deadline)
+        except ReplyOverdueError:
+            raise UpdateTimeoutError(env.command_id, wait) from None
+        return verdict(outcome)
 
     # -- reading -------------------------------------------------------------------------
 
     def status(self, workflow: WorkflowRef, workflow_id: str) -> ExecutionStatus:
         """Status, result or error, steps and pending compensations (from the history)."""
-        return self._record(workflow, workflow_id)[0].view()
+        return self.record(workflow, workflow_id)[0].view()
+
+    def result(self, workflow: Workflow[I, O], workflow_id: str) -> O:
+        """The result of a completed execution, as its output type."""
+        status = self.status(workflow, workflow_id)
+        if status.status != "completed":
+            raise WorkflowNotFoundError(
+                f"{workflow.address(workflow_id)} has no result: it is {status.status}"
+                + (f" ({status.error})" if status.error else "")
+            )
+        decoded: O = workflow.decode_output(status.result)
+        return decoded
 
     def history(
         self, workflow: WorkflowRef, workflow_id: str, *, after: int = 0, limit: int = 100
     ) -> list[RecordedEvent]:
+        """A page of the history; :class:`WorkflowNotFoundError` if it has not started."""
         address = self.definition(workflow).address(workflow_id)
-        events = self.store.read(address, after=after, limit=limit)
-        if not events and after == 0:
+        events = self.store.page(address, after=after, limit=limit)
+        if events is None:
             raise WorkflowNotFoundError(f"{address} has not started")
         return events
 
@@ -151,15 +171,15 @@ class WorkflowClient:
         """Evaluate a workflow query on the execution as its history rebuilds it."""
         wf = self.definition(workflow)
         spec = wf.query_spec(name)
-        record, events = self._record(wf, workflow_id)
+        record, events = self.record(wf, workflow_id)
         memo: dict[str, Any] = {}
         if record.started:
             try:
-                engine = replay(wf, record.address, events, self._entities)
+                engine = replay(wf, record.address, events)
             except ReplayError as exc:
                 raise WorkflowParkedError(str(exc)) from exc
             memo = engine.memo
-        return spec.evaluate(record.query_view(_copy(memo)), {**(args or {}), **kwargs})
+        return spec.evaluate(record.query_view(copy.deepcopy(memo)), {**(args or {}), **kwargs})
 
     def execution(self, workflow: WorkflowRef, workflow_id: str) -> ExecutionRow | None:
         """The visibility row (status and summary), cheap to poll."""
@@ -200,9 +220,10 @@ class WorkflowClient:
                 )
             await asyncio.sleep(poll)
 
-    def _record(
+    def record(
         self, workflow: WorkflowRef, workflow_id: str
     ) -> tuple[ExecutionRecord, list[RecordedEvent]]:
+        """The execution's fold and its history; :class:`WorkflowNotFoundError` if none."""
         address = self.definition(workflow).address(workflow_id)
         events = self.store.load(address).events
         if not events:
@@ -215,7 +236,5 @@ class WorkflowClient:
             record.apply(rec.event, rec.timestamp)
         return record, events
 
-
-def _copy(memo: dict[str, Any]) -> dict[str, Any]:
-    """Queries get a deep copy, so they cannot change the execution they look at."""
-    return copy.deepcopy(memo)
+    def close(self) -> None:
+        self.sender.close()

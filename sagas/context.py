@@ -9,20 +9,20 @@ context, which takes them from the history.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
-from pydantic_core import to_jsonable_python
-
-from actors import Entity, EntitySpec, check_entity_id
+from actors import Command, EntitySpec, RetryPolicy, UnknownCommandError, check_entity_id
+from actors.retry import DEFAULT_COMPENSATION_RETRY
 from eventstore import JSONDict
 from sagas.errors import WorkflowError
-from sagas.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
+from sagas.signals import Signal
 
 T = TypeVar("T")
-EntityRef = type[Entity[Any]] | str
+P = ParamSpec("P")
+R = TypeVar("R")
 Decoder = Callable[[Any], Any]
 
 
@@ -106,8 +106,6 @@ class EngineView(Protocol):
     def now(self) -> datetime: ...
 
     def random_bits(self, bits: int) -> int: ...
-
-    def entity_spec(self, name: str) -> EntitySpec | None: ...
 
     def schedule_call(
         self,
@@ -205,62 +203,47 @@ class WorkflowContext:
     # -- steps ----------------------------------------------------------------------------
 
     def call(
-        self,
-        entity: EntityRef,
-        entity_id: str,
-        command: str,
-        args: Mapping[str, Any] | None = None,
-        /,
-        *,
-        retry: RetryPolicy | None = None,
-        **kwargs: Any,
-    ) -> CallHandle[Any]:
-        """Send ``command`` to an entity; await the handle for its result.
+        self, handler: Command[P, R], entity_id: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> CallHandle[R]:
+        """Send a command to an entity; await the handle for its result (the declared type).
 
         The call is scheduled at once (so several calls can run together, see
         :meth:`gather`). A refusal raises :class:`~sagas.StepRejected` where it is
-        awaited; ``retry`` tries again (with a new command id) on refusals and crashes.
+        awaited; ``Account.withdraw.options(retry=RetryPolicy(...))`` tries again (with a
+        new command id) on refusals and crashes.
         """
-        address, body, decode = self._target(entity, entity_id, command, {**(args or {}), **kwargs})
-        return self._engine.schedule_call(address, command, body, retry, decode)
+        address, body, decode = _target(handler, entity_id, args, kwargs)
+        return self._engine.schedule_call(
+            address, handler.name, body, handler.call_options.retry, decode
+        )
 
     def add_compensation(
-        self,
-        entity: EntityRef,
-        entity_id: str,
-        command: str,
-        args: Mapping[str, Any] | None = None,
-        /,
-        *,
-        retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY,
-        **kwargs: Any,
+        self, handler: Command[P, Any], entity_id: str, /, *args: P.args, **kwargs: P.kwargs
     ) -> None:
         """Register a compensation that runs, unconditionally, if the saga fails later.
 
         Prefer :meth:`compensation` as a ``with`` block around the step it undoes: it is
         skipped when that step did not take effect.
         """
-        address, body, _ = self._target(entity, entity_id, command, {**(args or {}), **kwargs})
-        self._engine.register_compensation(address, command, body, retry, False)
+        address, body, _ = _target(handler, entity_id, args, kwargs)
+        retry = handler.call_options.retry or DEFAULT_COMPENSATION_RETRY
+        self._engine.register_compensation(address, handler.name, body, retry, False)
 
     def compensation(
-        self,
-        entity: EntityRef,
-        entity_id: str,
-        command: str,
-        args: Mapping[str, Any] | None = None,
-        /,
-        *,
-        retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY,
-        **kwargs: Any,
+        self, handler: Command[P, Any], entity_id: str, /, *args: P.args, **kwargs: P.kwargs
     ) -> CompensationScope:
-        """``with ctx.compensation(Account, a, "deposit", amount=x): await ctx.call(...)``."""
-        address, body, _ = self._target(entity, entity_id, command, {**(args or {}), **kwargs})
-        return CompensationScope(self._engine, address, command, body, retry)
+        """``with ctx.compensation(Account.deposit, a, amount=x): await ctx.call(...)``.
 
-    def wait_signal(self, name: str) -> Pending[Any]:
-        """Wait for the next signal ``name`` (signals that came earlier are buffered)."""
-        return self._engine.wait_signal(name)
+        Registered before the block runs; when the saga compensates, run newest first,
+        retried by ``options(retry=...)`` (default: ten attempts over about four minutes).
+        """
+        address, body, _ = _target(handler, entity_id, args, kwargs)
+        retry = handler.call_options.retry or DEFAULT_COMPENSATION_RETRY
+        return CompensationScope(self._engine, address, handler.name, body, retry)
+
+    def wait_signal(self, signal: Signal[T]) -> Pending[T]:
+        """Wait for the next such signal (signals that came earlier are buffered)."""
+        return self._engine.wait_signal(signal.name)
 
     def gather(self, *steps: Pending[Any]) -> Pending[list[Any]]:
         """Wait for several calls or signals; their results in order, or the first failure.
@@ -293,28 +276,17 @@ class WorkflowContext:
             s.on_done(check)
         return gathered
 
-    # -- helpers --------------------------------------------------------------------------
 
-    def _target(
-        self, entity: EntityRef, entity_id: str, command: str, args: Mapping[str, Any]
-    ) -> tuple[str, JSONDict, Decoder]:
-        """Validate a command against the entity's spec when it is known."""
-        if isinstance(entity, str):
-            spec = self._engine.entity_spec(entity)
-            type_name = entity
-        else:
-            spec = EntitySpec.of(entity)
-            type_name = spec.type_name
-        address = f"{type_name}/{check_entity_id(entity_id)}"
-        if spec is None:
-            body: JSONDict = to_jsonable_python(dict(args))
-            return address, body, _identity
-        handler = spec.command(command)
-        body = handler.parse(args).model_dump(mode="json")
-        adapter = handler.result_adapter
-        decode: Decoder = adapter.validate_python if adapter is not None else _identity
-        return address, body, decode
-
-
-def _identity(value: Any) -> Any:
-    return value
+def _target(
+    handler: Command[Any, Any], entity_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, JSONDict, Decoder]:
+    """The address, validated arguments and result decoder of a call."""
+    spec = EntitySpec.of(handler.entity)
+    command = spec.compiled(handler)
+    if command.kind != "command":
+        raise UnknownCommandError(
+            f"{handler!r} is a query, not a command: a workflow calls commands"
+        )
+    address = f"{spec.type_name}/{check_entity_id(entity_id)}"
+    body: JSONDict = command.parse(handler.arguments(args, kwargs)).model_dump(mode="json")
+    return address, body, command.decode_result

@@ -25,16 +25,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from actors import Entity, EntitySpec, Envelope, Turn
+from actors import Envelope, Turn
 from eventstore import DomainEvent, EventRegistry, ExecutionRow, JSONDict, LoadedStream, Store
 from sagas.definition import AnyWorkflow, split_address
-from sagas.engine import Call, Engine, describe, replay
+from sagas.engine import Engine, correlation, describe, replay
 from sagas.errors import (
     InvalidWorkflowInputError,
     NonDeterminismError,
     ReplayError,
     UnknownWorkflowError,
 )
+from sagas.fold import UNFINISHED_STATUSES, ExecutionRecord, StepInfo
 from sagas.history import (
     HISTORY_EVENTS,
     CallCompleted,
@@ -46,7 +47,7 @@ from sagas.history import (
     SignalReceived,
     Started,
 )
-from sagas.record import UNFINISHED_STATUSES, ExecutionRecord
+from sagas.protocol import Refusal
 
 log = logging.getLogger("entityflow.sagas")
 ACTOR_ROUTE = "actor:"
@@ -62,27 +63,12 @@ class CoordinatorStats:
     parks: int = 0
 
 
-def start_command_id(address: str) -> str:
-    return f"{address}#start"
-
-
-def cancel_command_id(address: str) -> str:
-    return f"{address}#cancel"
-
-
 class WorkflowKind:
     """The actor kind of one workflow type: pass it to ``Host(..., kinds=[...])``."""
 
-    def __init__(
-        self,
-        definition: AnyWorkflow,
-        *,
-        entities: Sequence[type[Entity[Any]]] = (),
-        resend_after: float = 30.0,
-    ) -> None:
+    def __init__(self, definition: AnyWorkflow, *, resend_after: float = 30.0) -> None:
         definition.check()
         self.definition = definition
-        self.entities = {s.type_name: s for s in (EntitySpec.of(e) for e in entities)}
         self.resend_after = timedelta(seconds=resend_after)
         self._registry = EventRegistry(HISTORY_EVENTS)
         self.stats = CoordinatorStats()
@@ -154,7 +140,8 @@ class WorkflowActor:
                 actor.record.apply(rec.event, rec.timestamp)
             if actor.record.started and not actor.record.final:
                 kind.stats.replays += 1
-                actor.engine = replay(kind.definition, address, stream.events, kind.entities)
+                actor.engine = replay(kind.definition, address, stream.events)
+                actor.record = actor.engine.record
         except ReplayError as exc:
             log.error("%s", exc)
             actor.divergence = exc
@@ -190,6 +177,7 @@ class WorkflowActor:
             return Turn(
                 status=None if envelope.kind == "reply" else "rejected",
                 error=str(self.divergence),
+                code=None if envelope.kind == "reply" else Refusal.PARKED,
                 outbox=[self._control("park")],
             )
 
@@ -268,7 +256,8 @@ class WorkflowActor:
             body = self.kind.definition.encode_input(env.args.get("input"))
         except InvalidWorkflowInputError as exc:
             return Turn(status="invalid", error=str(exc))
-        self.engine = Engine(self.kind.definition, self.address, self.kind.entities)
+        self.engine = Engine(self.kind.definition, self.address)
+        self.record = self.engine.record
         event = Started(at=now, input=body, seed=secrets.randbits(63))
         return self._feed(event, now, status="applied")
 
@@ -302,6 +291,7 @@ class WorkflowActor:
             return Turn(
                 status="rejected",
                 error=f"{self.address} is {self.engine.phase}; it takes no more signals",
+                code=Refusal.CLOSING,
             )
         try:
             payload = self.kind.definition.encode_signal(env.name, env.args.get("payload"))
@@ -340,16 +330,22 @@ class WorkflowActor:
 
     def _refusal(self, what: str) -> Turn | None:
         if not self.record.started:
-            return Turn(status="rejected", error=f"{self.address} has not been started")
+            return Turn(
+                status="rejected",
+                error=f"{self.address} has not been started",
+                code=Refusal.NOT_STARTED,
+            )
         if self.divergence is not None:
             return Turn(
                 status="rejected",
                 error=f"{self.address} is parked and takes no {what}: {self.divergence}",
+                code=Refusal.PARKED,
             )
         if self.record.final or self.engine is None:
             return Turn(
                 status="rejected",
                 error=f"{self.address} has already finished ({self.record.status})",
+                code=Refusal.FINISHED,
             )
         return None
 
@@ -361,19 +357,19 @@ class WorkflowActor:
     def _feed(self, event: InputEvent, now: datetime, status: Any) -> Turn:
         engine = self.engine
         assert engine is not None
-        decisions = engine.feed(event)
+        decisions = engine.feed(event)  # folds the input and its decisions into the record
         events: list[DomainEvent] = [event, *decisions]
-        self._apply(events, now)
+        self._version += len(events)
         outbox: list[Envelope] = []
         for decision in decisions:
             if not isinstance(decision, CallScheduled):
                 continue
             if decision.not_before is not None and decision.not_before > now:
                 continue
-            call = engine.calls[decision.seq]
-            if call.command_id == decision.command_id and call.status is None:
-                outbox.append(self._call_envelope(call))
-                self._sent[call.command_id] = now
+            step = engine.record.steps[decision.seq]
+            if step.command_id == decision.command_id and step.status == "pending":
+                outbox.append(self._call_envelope(step))
+                self._sent[step.command_id] = now
         result = self._started_result() if isinstance(event, Started) else None
         return Turn(events=events, status=status, result=result, outbox=outbox)
 
@@ -382,15 +378,15 @@ class WorkflowActor:
             self.record.apply(event, now)
         self._version += len(events)
 
-    def _call_envelope(self, call: Call) -> Envelope:
+    def _call_envelope(self, step: StepInfo) -> Envelope:
         return Envelope(
-            command_id=call.command_id,
-            address=call.address,
-            kind="update",
-            name=call.command,
-            args=call.args,
+            command_id=step.command_id,
+            address=step.address,
+            kind="command",
+            name=step.command,
+            args=step.args,
             reply_to=f"{ACTOR_ROUTE}{self.address}",
-            correlation=call.correlation,
+            correlation=correlation(step),
         )
 
     def _control(self, name: str) -> Envelope:

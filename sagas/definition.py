@@ -4,9 +4,12 @@ A definition is an explicit object, registered by passing it to the runtime and 
 client; nothing is found through a global registry::
 
     order = Workflow("Order", input=OrderInput, output=OrderResult)
+    shipped = order.signal("shipped", Shipment)  # a typed signal reference
 
     @order.run
-    async def place_order(ctx: WorkflowContext, order_input: OrderInput) -> OrderResult: ...
+    async def place_order(ctx: WorkflowContext, order_input: OrderInput) -> OrderResult:
+        shipment = await ctx.wait_signal(shipped)  # a Shipment
+        ...
 
     @order.query
     def stage(view: WorkflowView) -> str: ...
@@ -27,15 +30,18 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from actors import check_entity_id
+from eventstore import details, explain
 from sagas.errors import InvalidWorkflowInputError, UnknownWorkflowError, WorkflowDefinitionError
+from sagas.signals import Signal
 
 if TYPE_CHECKING:
     from sagas.context import WorkflowContext
-    from sagas.record import WorkflowView
+    from sagas.fold import WorkflowView
 
 I = TypeVar("I", bound=BaseModel)  # noqa: E741 - the conventional name of an input type
 O = TypeVar("O")  # noqa: E741 - the conventional name of an output type
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 WORKFLOW_PREFIX = "workflow:"
 MAX_WORKFLOW_ID = 100
@@ -43,18 +49,8 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
 _HANDLER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False, include_context=False)
-    ]
-
-
-def _explain(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}"
-        for e in exc.errors(include_url=False, include_context=False)
-    )
+_errors = details
+_explain = explain
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,6 @@ class Workflow(Generic[I, O]):
         *,
         input: type[I],
         output: None = None,
-        signals: Mapping[str, Any] | None = None,
         description: str = "",
     ) -> None: ...
     @overload
@@ -101,7 +96,6 @@ class Workflow(Generic[I, O]):
         *,
         input: type[I],
         output: type[O],
-        signals: Mapping[str, Any] | None = None,
         description: str = "",
     ) -> None: ...
     def __init__(
@@ -110,7 +104,6 @@ class Workflow(Generic[I, O]):
         *,
         input: type[I],
         output: Any = None,
-        signals: Mapping[str, Any] | None = None,
         description: str = "",
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
@@ -129,26 +122,39 @@ class Workflow(Generic[I, O]):
         self.description = description
         try:
             self._output = TypeAdapter(output if output is not None else type(None))
-            self.signals: dict[str, TypeAdapter[Any]] = {
-                n: TypeAdapter(t if t is not None else type(None))
-                for n, t in (signals or {}).items()
-            }
         except Exception as exc:
             raise WorkflowDefinitionError(f"workflow {name}: {exc}") from exc
-        for signal_name in self.signals:
-            if not _HANDLER.match(signal_name):
-                raise WorkflowDefinitionError(
-                    f"workflow {name}: signal name {signal_name!r} must be a letter followed by "
-                    "up to 63 letters, digits or underscores"
-                )
-        self.signal_types: dict[str, Any] = dict(signals or {})
+        self.signals: dict[str, Signal[Any]] = {}
         self._run: Callable[[WorkflowContext, I], Awaitable[O]] | None = None
         self.queries: dict[str, QuerySpec] = {}
 
     def __repr__(self) -> str:
         return f"Workflow({self.name!r})"
 
-    # -- decorators ------------------------------------------------------------------
+    # -- declarations ----------------------------------------------------------------
+
+    @overload
+    def signal(self, name: str) -> Signal[None]: ...
+    @overload
+    def signal(self, name: str, payload: type[T]) -> Signal[T]: ...
+    @overload
+    def signal(self, name: str, payload: Any) -> Signal[Any]: ...
+    def signal(self, name: str, payload: Any = None) -> Signal[Any]:
+        """Declare a signal this workflow takes (its payload type; none by default)."""
+        if not isinstance(name, str) or not _HANDLER.match(name):
+            raise WorkflowDefinitionError(
+                f"workflow {self.name}: signal name {name!r} must be a letter followed by "
+                "up to 63 letters, digits or underscores"
+            )
+        if name in self.signals:
+            raise WorkflowDefinitionError(f"workflow {self.name} has two signals {name!r}")
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(payload if payload is not None else type(None))
+        except Exception as exc:
+            raise WorkflowDefinitionError(f"workflow {self.name}: signal {name}: {exc}") from exc
+        declared: Signal[Any] = Signal(self.name, name, payload, adapter)
+        self.signals[name] = declared
+        return declared
 
     def run(
         self, fn: Callable[[WorkflowContext, I], Awaitable[O]]
@@ -278,23 +284,21 @@ class Workflow(Generic[I, O]):
     def decode_output(self, data: Any) -> Any:
         return self._output.validate_python(data)
 
-    def signal_adapter(self, name: str) -> TypeAdapter[Any]:
-        adapter = self.signals.get(name)
-        if adapter is None:
+    def signal_named(self, name: str) -> Signal[Any]:
+        """A declared signal by name (the HTTP edge and the coordinator)."""
+        found = self.signals.get(name)
+        if found is None:
             raise UnknownWorkflowError(
                 f"workflow {self.name} has no signal named {name!r}; its signals are: "
-                + (", ".join(sorted(self.signals)) or "(none; declare them with signals={...})")
+                + (", ".join(sorted(self.signals)) or "(none; declare them with .signal(...))")
             )
-        return adapter
+        return found
+
+    def signal_adapter(self, name: str) -> TypeAdapter[Any]:
+        return self.signal_named(name).adapter
 
     def encode_signal(self, name: str, payload: Any) -> Any:
-        adapter = self.signal_adapter(name)
-        try:
-            return adapter.dump_python(adapter.validate_python(payload), mode="json")
-        except ValidationError as exc:
-            raise InvalidWorkflowInputError(
-                f"invalid payload for signal {self.name}.{name}: {_explain(exc)}", _errors(exc)
-            ) from exc
+        return self.signal_named(name).encode(payload)
 
     def decode_signal(self, name: str, payload: Any) -> Any:
         return self.signal_adapter(name).validate_python(payload)

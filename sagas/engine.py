@@ -18,12 +18,11 @@ from __future__ import annotations
 import contextlib
 import random
 from collections import deque
-from collections.abc import Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Iterable
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from actors import EntitySpec
+from actors import RetryPolicy
 from eventstore import JSONDict, RecordedEvent
 from sagas.context import CallHandle, Decoder, Pending, WorkflowContext
 from sagas.definition import AnyWorkflow, split_address
@@ -35,6 +34,7 @@ from sagas.errors import (
     StepRejected,
     WorkflowError,
 )
+from sagas.fold import ExecutionRecord, StepInfo
 from sagas.history import (
     Annotation,
     CallCompleted,
@@ -51,7 +51,6 @@ from sagas.history import (
     SignalReceived,
     Started,
 )
-from sagas.retry import RetryPolicy
 
 Phase = Literal["new", "running", "finishing", "compensating", "completed", "compensated", "failed"]
 FINAL_PHASES = ("completed", "compensated", "failed")
@@ -63,68 +62,33 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-@dataclass
-class Call:
-    """A call the execution made: a forward step or a compensation."""
-
-    seq: int
-    address: str
-    command: str
-    args: JSONDict
-    retry: RetryPolicy | None
-    compensation: int | None
-    guards: tuple[int, ...]
-    decode: Decoder
-    command_id: str
-    handle: CallHandle[Any] | None = None
-    attempt: int = 1
-    not_before: datetime | None = None
-    status: str | None = None
-    """The final outcome (None while in flight or waiting for a retry)."""
-    error: str | None = None
-
-    @property
-    def correlation(self) -> str:
-        return f"{self.seq}.{self.attempt}"
-
-
-@dataclass
-class Compensation:
-    index: int
-    address: str
-    command: str
-    args: JSONDict
-    retry: RetryPolicy
-    guarded: bool
-    calls: list[int] = field(default_factory=list)
-    state: Literal["registered", "running", "done", "skipped", "failed"] = "registered"
-
-    @property
-    def name(self) -> str:
-        return f"{self.address}.{self.command}"
+def correlation(step: StepInfo) -> str:
+    """What a reply to this attempt of a call carries, so a late reply of an earlier
+    attempt is told apart."""
+    return f"{step.seq}.{step.attempts}"
 
 
 class Engine:
-    """One execution's code, its calls and its compensation stack, in memory."""
+    """One execution's code and its saga, in memory; its state is :attr:`record`.
 
-    def __init__(
-        self,
-        definition: AnyWorkflow,
-        address: str,
-        entities: Mapping[str, EntitySpec] | None = None,
-    ) -> None:
+    Every input and every decision is folded into the record as it happens, so the
+    engine reads the status of its steps and compensations from the same fold that
+    readers see; what only the running code needs (the handles it awaits, how to
+    decode a result) is kept beside it.
+    """
+
+    def __init__(self, definition: AnyWorkflow, address: str) -> None:
         self.definition = definition
         self.address = address
         self.workflow_type, self.workflow_id = split_address(address)
+        self.record = ExecutionRecord(address, self.workflow_type, self.workflow_id)
         self.memo: dict[str, Any] = {}
         self.replaying = False
-        self.phase: Phase = "new"
-        self.calls: dict[int, Call] = {}
-        self.compensations: list[Compensation] = []
-        self.error: str | None = None
-        self.result: Any = None
         self.cancelled = False
-        self._entities = dict(entities or {})
+        self._returned = False
+        self._result: Any = None
+        self._handles: dict[int, CallHandle[Any]] = {}
+        self._decoders: dict[int, Decoder] = {}
         self._seq = 0
         self._now: datetime | None = None
         self._rng = random.Random(0)
@@ -136,6 +100,23 @@ class Engine:
         self._waiters: dict[str, deque[Pending[Any]]] = {}
         self._out: list[Decision] = []
 
+    @property
+    def phase(self) -> Phase:
+        logical = self.record.logical
+        if logical == "pending":
+            return "new"
+        if logical == "running" and self._returned:
+            return "finishing"
+        return cast(Phase, logical)
+
+    @property
+    def error(self) -> str | None:
+        return self.record.error
+
+    @property
+    def result(self) -> Any:
+        return self.record.result
+
     # -- inputs ---------------------------------------------------------------------------
 
     def feed(self, event: InputEvent) -> list[Decision]:
@@ -143,12 +124,18 @@ class Engine:
         self._out = []
         self._now = event.at
         if isinstance(event, Started):
+            if self.phase != "new":
+                raise WorkflowError(f"{self.address} is already started")
+            self.record.apply(event, event.at)
             self._start(event)
         elif isinstance(event, CallCompleted):
+            self.record.apply(event, event.at)
             self._reply(event)
         elif isinstance(event, SignalReceived):
+            self.record.apply(event, event.at)
             self._signal(event)
         elif isinstance(event, CancelRequested):
+            self.record.apply(event, event.at)
             self._cancel(event)
         else:
             raise WorkflowError(f"{event.event_type} is not an input the engine knows")
@@ -156,67 +143,72 @@ class Engine:
         out, self._out = self._out, []
         return out
 
+    def _emit(self, decision: Decision) -> None:
+        self._out.append(decision)
+        self.record.apply(decision, self.now())
+
     def _start(self, event: Started) -> None:
-        if self.phase != "new":
-            raise WorkflowError(f"{self.address} is already started")
         self._rng = random.Random(event.seed)
-        self.phase = "running"
         parsed = self.definition.parse_input(event.input)
         coro = self.definition.run_fn(WorkflowContext(self), parsed)
         self._coro = cast(Coroutine[Any, Any, Any], coro)
         self._drive()
 
     def _reply(self, event: CallCompleted) -> None:
-        call = self.calls[event.seq]
+        step = self.record.steps[event.seq]
+        handle = self._handles.get(event.seq)
         if event.status == "applied":
-            call.status = "applied"
-            if call.compensation is not None:
-                self._compensation(call.compensation).state = "done"
-            elif call.handle is not None:
+            if step.compensation is None and handle is not None:
                 try:
-                    call.handle.resolve(call.decode(event.result))
+                    handle.resolve(self._decoders[event.seq](event.result))
                 except Exception as exc:
-                    call.handle.fail(
+                    handle.fail(
                         WorkflowError(
-                            f"the result of {call.address}.{call.command} does not fit its "
+                            f"the result of {step.address}.{step.command} does not fit its "
                             f"declared type: {describe(exc)}"
                         )
                     )
         else:
-            retry = call.retry
-            if retry is not None and event.status != "invalid" and retry.allows(call.attempt + 1):
-                self._retry(call, retry)
+            retry = step.retry
+            if retry is not None and event.status != "invalid" and retry.allows(step.attempts + 1):
+                self._retry(step, retry)
                 return
-            call.status, call.error = event.status, event.error or event.status
-            if call.compensation is not None:
-                comp = self._compensation(call.compensation)
-                comp.state = "failed"
-                self.phase = "failed"
-                self._out.append(
+            error = event.error or event.status
+            if step.compensation is not None:
+                comp = self.record.compensations[step.compensation]
+                self._emit(
                     Failed(
                         error=(
                             f"compensation #{comp.index} {comp.name} could not finish after "
-                            f"{call.attempt} attempt(s): {event.status}: {call.error}; the saga "
-                            f"failed with: {self.error}"
+                            f"{step.attempts} attempt(s): {event.status}: {error}; the saga "
+                            f"failed with: {self.record.error}"
                         ),
                         compensation=comp.name,
                     )
                 )
                 return
-            if call.handle is not None:
+            if handle is not None:
                 kind = StepRejected if event.status == "rejected" else StepFailed
-                call.handle.fail(
-                    kind(
-                        call.seq, call.address, call.command, event.status, call.error, call.attempt
-                    )
+                handle.fail(
+                    kind(step.seq, step.address, step.command, event.status, error, step.attempts)
                 )
         self._drive()
 
-    def _retry(self, call: Call, retry: RetryPolicy) -> None:
-        call.attempt += 1
-        call.command_id = self._command_id(call.seq, call.attempt)
-        call.not_before = self.now() + retry.delay(call.attempt)
-        self._out.append(self._scheduled(call))
+    def _retry(self, step: StepInfo, retry: RetryPolicy) -> None:
+        attempt = step.attempts + 1
+        self._emit(
+            self._scheduled(
+                step.seq,
+                step.address,
+                step.command,
+                step.args,
+                step.compensation,
+                step.guards,
+                retry,
+                attempt=attempt,
+                not_before=self.now() + retry.delay(attempt),
+            )
+        )
 
     def _signal(self, event: SignalReceived) -> None:
         value = self.definition.decode_signal(event.name, event.payload)
@@ -231,8 +223,7 @@ class Engine:
         if self.phase not in ("running", "finishing"):
             return
         self.cancelled = True
-        self.error = f"cancelled: {event.reason}" if event.reason else "cancelled"
-        self.phase = "compensating"
+        error = f"cancelled: {event.reason}" if event.reason else "cancelled"
         coro, self._coro = self._coro, None
         if coro is not None:
             self._driving = True
@@ -242,7 +233,7 @@ class Engine:
                     coro.close()
             finally:
                 self._driving = False
-        self._out.append(Compensating(error=self.error, cancelled=True))
+        self._emit(Compensating(error=error, cancelled=True))
 
     # -- driving the coroutine ---------------------------------------------------------
 
@@ -259,7 +250,7 @@ class Engine:
                         awaited = coro.send(None)
                 except StopIteration as stop:
                     self._coro = None
-                    self._returned(stop.value)
+                    self._returned_value(stop.value)
                     return
                 except Exception as exc:
                     self._coro = None
@@ -277,9 +268,9 @@ class Engine:
         finally:
             self._driving = False
 
-    def _returned(self, value: Any) -> None:
+    def _returned_value(self, value: Any) -> None:
         try:
-            self.result = self.definition.encode_output(value)
+            self._result = self.definition.encode_output(value)
         except Exception as exc:
             self._raised(
                 WorkflowError(
@@ -287,46 +278,39 @@ class Engine:
                 )
             )
             return
-        self.phase = "finishing"
+        self._returned = True
 
     def _raised(self, exc: Exception) -> None:
-        self.error = describe(exc)
-        self.phase = "compensating"
-        self._out.append(Compensating(error=self.error))
+        self._emit(Compensating(error=describe(exc)))
 
     # -- the saga ----------------------------------------------------------------------
 
     def _settle(self) -> None:
         """After an input: finish, or compensate, once no forward call is in flight."""
-        if self._coro is not None or self.phase not in ("finishing", "compensating"):
+        phase = self.phase
+        if self._coro is not None or phase not in ("finishing", "compensating"):
             return
-        if any(c.status is None for c in self.calls.values() if c.compensation is None):
+        record = self.record
+        if record.forward_in_flight():
             return
-        if self.phase == "finishing":
-            self.phase = "completed"
-            self._out.append(Completed(result=self.result))
+        if phase == "finishing":
+            self._emit(Completed(result=self._result))
             return
-        if any(c.state == "running" for c in self.compensations):
+        if any(c.status == "running" for c in record.compensations.values()):
             return
-        for comp in reversed(self.compensations):
-            if comp.state != "registered":
+        for comp in reversed(record.compensations.values()):
+            if comp.status != "registered":
                 continue
-            if comp.guarded and not any(self.calls[s].status == "applied" for s in comp.calls):
-                comp.state = "skipped"
-                self._out.append(
+            if record.moot(comp):
+                self._emit(
                     CompensationSkipped(
                         index=comp.index, reason="none of the calls it guards took effect"
                     )
                 )
                 continue
-            comp.state = "running"
             self._schedule(comp.address, comp.command, comp.args, comp.retry, _same, comp.index)
             return
-        self.phase = "compensated"
-        self._out.append(Compensated(error=self.error or "compensated"))
-
-    def _compensation(self, index: int) -> Compensation:
-        return self.compensations[index - 1]
+        self._emit(Compensated(error=record.error or "compensated"))
 
     # -- what the context calls ----------------------------------------------------------
 
@@ -339,9 +323,6 @@ class Engine:
         self._active("draw random numbers")
         return self._rng.getrandbits(bits)
 
-    def entity_spec(self, name: str) -> EntitySpec | None:
-        return self._entities.get(name)
-
     def schedule_call(
         self,
         address: str,
@@ -351,20 +332,19 @@ class Engine:
         decode: Decoder,
     ) -> CallHandle[Any]:
         self._active("make calls")
-        call = self._schedule(address, command, args, retry, decode, None)
-        handle: CallHandle[Any] = CallHandle(call.seq, address, command)
-        call.handle = handle
+        seq = self._schedule(address, command, args, retry, decode, None)
+        handle: CallHandle[Any] = CallHandle(seq, address, command)
+        self._handles[seq] = handle
         return handle
 
     def register_compensation(
         self, address: str, command: str, args: JSONDict, retry: RetryPolicy, guarded: bool
     ) -> int:
         self._active("register compensations")
-        comp = Compensation(len(self.compensations) + 1, address, command, args, retry, guarded)
-        self.compensations.append(comp)
-        self._out.append(
+        index = len(self.record.compensations) + 1
+        self._emit(
             CompensationRegistered(
-                index=comp.index,
+                index=index,
                 address=address,
                 command=command,
                 args=args,
@@ -372,7 +352,7 @@ class Engine:
                 guarded=guarded,
             )
         )
-        return comp.index
+        return index
 
     def open_guard(self, index: int) -> None:
         self._guards.append(index)
@@ -407,38 +387,37 @@ class Engine:
         retry: RetryPolicy | None,
         decode: Decoder,
         compensation: int | None,
-    ) -> Call:
+    ) -> int:
         self._seq += 1
-        guards = tuple(self._guards) if compensation is None else ()
-        call = Call(
-            seq=self._seq,
+        guards = list(self._guards) if compensation is None else []
+        self._decoders[self._seq] = decode
+        self._emit(self._scheduled(self._seq, address, command, args, compensation, guards, retry))
+        return self._seq
+
+    def _scheduled(
+        self,
+        seq: int,
+        address: str,
+        command: str,
+        args: JSONDict,
+        compensation: int | None,
+        guards: list[int],
+        retry: RetryPolicy | None,
+        *,
+        attempt: int = 1,
+        not_before: datetime | None = None,
+    ) -> CallScheduled:
+        return CallScheduled(
+            seq=seq,
+            attempt=attempt,
             address=address,
             command=command,
             args=args,
-            retry=retry,
+            command_id=self._command_id(seq, attempt),
             compensation=compensation,
             guards=guards,
-            decode=decode,
-            command_id=self._command_id(self._seq, 1),
-        )
-        for g in guards:
-            self._compensation(g).calls.append(call.seq)
-        self.calls[call.seq] = call
-        self._out.append(self._scheduled(call))
-        return call
-
-    def _scheduled(self, call: Call) -> CallScheduled:
-        return CallScheduled(
-            seq=call.seq,
-            attempt=call.attempt,
-            address=call.address,
-            command=call.command,
-            args=call.args,
-            command_id=call.command_id,
-            compensation=call.compensation,
-            guards=list(call.guards),
-            retry=call.retry,
-            not_before=call.not_before,
+            retry=retry,
+            not_before=not_before,
         )
 
     def _command_id(self, seq: int, attempt: int) -> str:
@@ -450,40 +429,36 @@ class Engine:
     def final(self) -> bool:
         return self.phase in FINAL_PHASES
 
-    def in_flight(self) -> list[Call]:
-        return [c for c in self.calls.values() if c.status is None]
+    def in_flight(self) -> list[StepInfo]:
+        return self.record.in_flight()
 
     def accepts_reply(self, seq: int, attempt: int, address: str) -> bool:
-        call = self.calls.get(seq)
+        step = self.record.steps.get(seq)
         return (
-            call is not None
-            and call.status is None
-            and call.attempt == attempt
-            and call.address == address
+            step is not None
+            and step.status == "pending"
+            and step.attempts == attempt
+            and step.address == address
         )
 
     def adopt(self, recorded: Decision) -> None:
-        """After a replayed decision matched, keep what the history says (retry policies)."""
+        """After a replayed decision matched, keep what the history says (retry policies,
+        due times), not what the code would choose today."""
         if isinstance(recorded, CallScheduled):
-            call = self.calls[recorded.seq]
-            call.not_before = recorded.not_before
-            call.retry = recorded.retry
+            step = self.record.steps[recorded.seq]
+            step.not_before = recorded.not_before
+            step.retry = recorded.retry
         elif isinstance(recorded, CompensationRegistered):
-            self._compensation(recorded.index).retry = recorded.retry
+            self.record.compensations[recorded.index].retry = recorded.retry
 
 
 def _same(value: Any) -> Any:
     return value
 
 
-def replay(
-    definition: AnyWorkflow,
-    address: str,
-    events: Iterable[RecordedEvent],
-    entities: Mapping[str, EntitySpec] | None = None,
-) -> Engine:
+def replay(definition: AnyWorkflow, address: str, events: Iterable[RecordedEvent]) -> Engine:
     """Rebuild an engine from a history, checking that the code still takes its decisions."""
-    engine = Engine(definition, address, entities)
+    engine = Engine(definition, address)
     engine.replaying = True
     try:
         _replay_into(engine, events)
@@ -501,6 +476,7 @@ def _replay_into(engine: Engine, events: Iterable[RecordedEvent]) -> None:
     for rec in events:
         event = rec.event
         if isinstance(event, Annotation):
+            engine.record.apply(event, rec.timestamp)
             continue
         if isinstance(event, InputEvent):
             if produced:

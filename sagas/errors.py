@@ -39,6 +39,15 @@ class WorkflowParkedError(SagasError):
     """The execution is parked (its history does not replay with the current code)."""
 
 
+class WorkflowClosedError(SagasError):
+    """The execution has finished (or is compensating) and takes no such message."""
+
+    def __init__(self, command_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.command_id = command_id
+        self.reason = reason
+
+
 class StepFailed(SagasError):  # noqa: N818 - what a workflow catches: the verdict on a step
     """A call made by a workflow did not take effect.
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from actors import RetryPolicy
 from eventstore import DomainEvent, JSONDict
-from sagas.retry import RetryPolicy
 
 
 class WorkflowEvent(DomainEvent):
@@ -106,6 +106,7 @@ class CallScheduled(Decision):
             self.command,
             self.args,
             self.compensation,
+            tuple(self.guards),
         )
 
     def describe(self) -> str:

@@ -19,19 +19,20 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from typing import Any
 
 from pydantic import ValidationError
 
-from actors.envelopes import Envelope, Reply
+from actors.envelopes import OUTCOMES, Envelope
 from actors.errors import MailboxUnavailableError
 from actors.mailbox.protocol import Delivery, PartitionListener
 from actors.mailbox.reply_datagrams import (
-    REPLIES,
     DatagramReceiver,
     DatagramSender,
     split_route,
     with_datagrams,
 )
+from eventstore import Outcome
 from eventstore.kafka.io import (
     Admin,
     BrokerUnavailableError,
@@ -185,14 +186,14 @@ class KafkaMailbox:
             self.heal_topics_soon,
         )
 
-    def send_replies(self, route: str, replies: Sequence[Reply]) -> None:
+    def send_replies(self, route: str, replies: Sequence[Outcome[Any]]) -> None:
         base, datagram_to = split_route(route)
         if not base.startswith(REPLY_ROUTE):
             log.warning("cannot deliver replies to unknown route %r", route)
             return
         topic = base[len(REPLY_ROUTE) :]
         # A reply record holds every reply of one worker batch for one reply topic.
-        payload = REPLIES.dump_json(list(replies))
+        payload = OUTCOMES.dump_json(list(replies))
         if datagram_to is not None:
             self._datagrams.send(datagram_to, topic, payload)
         future = self._producer.send(topic, payload)
@@ -343,7 +344,7 @@ class KafkaReplyChannel:
         self._mailbox = mailbox
         self.topic = f"{mailbox.topics.replies_prefix}{uuid.uuid4().hex}"
         self.route = f"{REPLY_ROUTE}{self.topic}"
-        self._waiting: dict[str, Future[Reply]] = {}
+        self._waiting: dict[str, Future[Outcome[Any]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._datagrams: DatagramReceiver | None = None
@@ -360,7 +361,7 @@ class KafkaReplyChannel:
         """Reply batches that came by datagram (0 when this channel takes none)."""
         return self._datagrams.received if self._datagrams is not None else 0
 
-    def expect(self, command_id: str) -> Future[Reply]:
+    def expect(self, command_id: str) -> Future[Outcome[Any]]:
         with self._lock:
             fut = self._waiting.get(command_id)
             if fut is None:
@@ -382,13 +383,13 @@ class KafkaReplyChannel:
                 self._heal()
             for record in records:
                 try:
-                    replies = REPLIES.validate_json(record.value)
+                    replies = OUTCOMES.validate_json(record.value)
                 except ValidationError:
                     log.warning("ignoring undecodable replies on %s", self.topic)
                     continue
                 self._resolve(replies)
 
-    def _resolve(self, replies: Sequence[Reply]) -> None:
+    def _resolve(self, replies: Sequence[Outcome[Any]]) -> None:
         """Answer whoever waits; a reply's second copy (topic or datagram) finds nobody."""
         with self._lock:
             found = [(self._waiting.pop(r.command_id, None), r) for r in replies]

@@ -13,11 +13,13 @@ import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
-from actors.envelopes import Envelope, Reply
+from actors.envelopes import Envelope
 from actors.mailbox.protocol import Delivery, PartitionListener
+from eventstore import Outcome
 
 
 def _done() -> Future[None]:
@@ -36,10 +38,10 @@ class MemoryReplyChannel:
     def __init__(self, mailbox: InMemoryMailbox) -> None:
         self._mailbox = mailbox
         self.route = f"local:{uuid.uuid4().hex}"
-        self._waiting: dict[str, Future[Reply]] = {}
+        self._waiting: dict[str, Future[Outcome[Any]]] = {}
         self._lock = threading.Lock()
 
-    def expect(self, command_id: str) -> Future[Reply]:
+    def expect(self, command_id: str) -> Future[Outcome[Any]]:
         with self._lock:
             fut = self._waiting.get(command_id)
             if fut is None:
@@ -50,7 +52,7 @@ class MemoryReplyChannel:
         with self._lock:
             self._waiting.pop(command_id, None)
 
-    def resolve(self, reply: Reply) -> None:
+    def resolve(self, reply: Outcome[Any]) -> None:
         with self._lock:
             fut = self._waiting.pop(reply.command_id, None)
         if fut is not None and not fut.done():
@@ -113,7 +115,7 @@ class InMemoryMailbox:
             self._logs[partition].append(raw)
             self._cond.notify_all()
 
-    def send_replies(self, route: str, replies: Sequence[Reply]) -> None:
+    def send_replies(self, route: str, replies: Sequence[Outcome[Any]]) -> None:
         channel = self._channels.get(route)
         self.replies_sent += len(replies)
         if channel is not None:

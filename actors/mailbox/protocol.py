@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from actors.envelopes import Envelope, Reply
+from actors.envelopes import Envelope
+from eventstore import Outcome
 
 LOCAL_OFFSET = -1
 """The offset of a delivery that did not come through the broker (see ``local_delivery``)."""
@@ -63,7 +64,7 @@ class ReplyChannel(Protocol):
     def route(self) -> str:
         """The value to put into ``Envelope.reply_to``."""
 
-    def expect(self, command_id: str) -> Future[Reply]:
+    def expect(self, command_id: str) -> Future[Outcome[Any]]:
         """Register interest before sending, so a fast reply is not missed."""
 
     def forget(self, command_id: str) -> None: ...
@@ -87,7 +88,7 @@ class Mailbox(Protocol):
     def send(self, envelope: Envelope) -> Future[None]:
         """Queue an envelope; the future resolves once the log has durably accepted it."""
 
-    def send_replies(self, route: str, replies: Sequence[Reply]) -> None:
+    def send_replies(self, route: str, replies: Sequence[Outcome[Any]]) -> None:
         """Deliver replies to one reply channel's route (best effort; outcomes are stored).
 
         A worker hands over all replies of a batch for one route at once, so they can

@@ -20,13 +20,14 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from actors.envelopes import Reply
+from actors.envelopes import OUTCOMES
+from eventstore import Outcome
 
 log = logging.getLogger("entityflow.mailbox")
-REPLIES: TypeAdapter[list[Reply]] = TypeAdapter(list[Reply])
 MAX_DATAGRAM = 60_000
 """Larger reply batches travel only through the topic (UDP's limit is 65,507 bytes)."""
 _MARK = "#udp="
@@ -102,7 +103,9 @@ class DatagramSender:
 class DatagramReceiver:
     """The caller's side: a port, and a thread that hands each valid batch to ``deliver``."""
 
-    def __init__(self, host: str, topic: str, deliver: Callable[[Sequence[Reply]], None]) -> None:
+    def __init__(
+        self, host: str, topic: str, deliver: Callable[[Sequence[Outcome[Any]]], None]
+    ) -> None:
         self.topic = topic
         self._prefix = topic.encode() + b"\n"
         self._deliver = deliver
@@ -129,7 +132,7 @@ class DatagramReceiver:
             if not data.startswith(self._prefix):
                 continue
             try:
-                replies = REPLIES.validate_json(data[len(self._prefix) :])
+                replies = OUTCOMES.validate_json(data[len(self._prefix) :])
             except ValidationError:
                 log.warning("ignoring an undecodable reply datagram for %s", self.topic)
                 continue

@@ -3,11 +3,15 @@
 FastAPI declares every command route (OpenAPI, docs, validation of odd requests), but on
 the command path its per-request machinery (route scan, dependency solving, a stack of
 middlewares) costs about as much CPU as sending the command itself. This ASGI layer
-recognises the plain shape of a command request with a dictionary lookup and hands it
-to the same gateway, errors going through the same ``classify``/``render``. Anything it
-is not sure about (an unknown type or command, an id or header that needs validating,
-extra query parameters) goes on to FastAPI unchanged, so behaviour and error messages
-stay those of the documented routes.
+looks up the plain shape of a command request in the same table FastAPI's command routes
+are generated from (:func:`api.routes.commands.command_table`) and hands it to the same
+gateway, errors going through the same ``classify``/``render``. Anything it is not sure
+about (an unknown type or command, an id or header that needs validating, extra query
+parameters, a timeout out of bounds) goes on to FastAPI unchanged, so behaviour and
+error messages stay those of the documented routes.
+
+It pays on Apache Kafka: W1 updates through one API process, 1,010 and 1,223/s with it,
+933 and 961/s without, same sitting (issue 11's closing note).
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from actors import CommandSpec, check_entity_id
+from actors import check_entity_id
 from actors.errors import InvalidAddressError
 from api.errors import classify, render
-from api.gateways.commands import CommandGateway, Mode
+from api.gateways.commands import CommandGateway
 from api.gateways.idempotency import HEADER, valid_key
+from api.routes.commands import TIMEOUT_BOUNDS, CommandRoute
 
-_MODES: dict[str, Mode] = {"signals": "signal", "updates": "update"}
 _KEY_HEADER = HEADER.lower().encode()
 
 
@@ -39,15 +43,15 @@ class _Template:
 class CommandFastPath:
     """Serves ``POST /entities/{type}/{id}/{signals|updates}/{command}`` directly."""
 
-    def __init__(self, app: ASGIApp, gateway: CommandGateway, commands: list[CommandSpec]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        gateway: CommandGateway,
+        table: dict[tuple[str, str, str], CommandRoute],
+    ) -> None:
         self.app = app
         self.gateway = gateway
-        self.commands: dict[tuple[str, str, str], tuple[CommandSpec, _Template]] = {}
-        for handler in commands:
-            for segment in _MODES:
-                template = f"/entities/{handler.entity_type}/{{entity_id}}/{segment}/{handler.name}"
-                key = (handler.entity_type, segment, handler.name)
-                self.commands[key] = (handler, _Template(template))
+        self.commands = {key: (route, _Template(route.path)) for key, route in table.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -64,10 +68,10 @@ class CommandFastPath:
         receive: Receive,
         send: Send,
         parts: list[str],
-        found: tuple[CommandSpec, _Template],
+        found: tuple[CommandRoute, _Template],
     ) -> bool:
-        handler, template = found
-        mode = _MODES[parts[4]]
+        route, template = found
+        handler, mode = route.handler, route.mode
         try:
             entity_id = check_entity_id(parts[3])
         except InvalidAddressError:
@@ -81,7 +85,8 @@ class CommandFastPath:
                 timeout = float(query[0][1])
             except ValueError:
                 return False
-            if not (0 < timeout <= 3600) or math.isnan(timeout):
+            low, high = TIMEOUT_BOUNDS
+            if not (low < timeout <= high) or math.isnan(timeout):
                 return False
         key: str | None = None
         for name, value in scope["headers"]:

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.responses import Response
 
-from api.errors import JSON, IdempotencyKeyInFlightError, IdempotencyKeyReusedError
+from actors import InvalidArgumentsError
+from api.errors import (
+    JSON,
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
+    classify,
+    render,
+)
 from eventstore.sql.ledger import Claim, RequestLedger
 
 HEADER = "Idempotency-Key"
@@ -83,3 +90,52 @@ class IdempotencyKeys:
 
     async def release(self, key: str, command_id: str) -> None:
         await self._run(self.ledger.release, key, command_id)
+
+    async def keyed(
+        self,
+        key: str | None,
+        fp: str,
+        proposed: str,
+        lease: float,
+        act: Callable[[str], Awaitable[Response]],
+    ) -> Response:
+        """Run ``act(id)`` under an Idempotency-Key (or plainly without one).
+
+        ``id`` is the key's command id (``proposed`` on first use). A final answer (a
+        2xx, or a verdict that stays true: refused, invalid, crashed) is stored and
+        replayed; anything else releases the key, so the next retry sends the same id.
+        """
+        if key is None:
+            return await act(proposed)
+        if not valid_key(key):
+            raise InvalidArgumentsError(
+                f"{HEADER} must be 1 to 255 visible ASCII characters, got {key!r}",
+                [{"loc": ["header", HEADER], "msg": "invalid key", "type": "value_error"}],
+            )
+        claimed = await self.claim(key, fp, proposed, lease)
+        if isinstance(claimed, Response):
+            return claimed
+        try:
+            response = await act(claimed)
+        except Exception as exc:
+            status, error = classify(exc)
+            if (error.error, status) not in FINAL_ERRORS:
+                await self.release(key, claimed)
+                raise
+            response = render(status, error)
+        await self.finish(key, claimed, response)
+        response.headers[HEADER] = key
+        return response
+
+
+FINAL_ERRORS = frozenset(
+    {
+        ("rejected", 409),
+        ("workflow_closed", 409),
+        ("invalid_command", 422),
+        ("invalid_arguments", 422),
+        ("handler_crashed", 500),
+    }
+)
+"""Verdicts that stay true, so an Idempotency-Key keeps them; anything else (a 503, a
+504, an execution not started yet or parked) lets a retry try again."""

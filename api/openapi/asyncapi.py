@@ -15,10 +15,11 @@ from typing import Any
 
 from actors import EntityCatalog
 from api.settings import Settings
-from api.wiring import Domain, domain_registry
+from api.wiring import domain_registry
 from eventstore import DomainEvent, EventRegistry
 from eventstore.stream.relay import StreamTopics
 from eventstore.stream.schemas import event_schemas, headers_schema, hoisted, is_internal
+from sagas import Domain
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING = "0.5.0"

@@ -11,7 +11,6 @@ documentation shows the real result types.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from actors import CommandSpec, EntitySpec
+from eventstore import EventRecord
 
 REF = "#/components/schemas/{model}"
 Responses = dict[int | str, dict[str, Any]]
@@ -42,42 +42,13 @@ class CommandAccepted(BaseModel):
     command_id: str = Field(description="look up the outcome at GET /commands/{command_id}")
 
 
-class EventRecord(BaseModel):
-    """One recorded event of an entity."""
-
-    version: int = Field(description="the entity's version right after this event")
-    type: str = Field(description="the event's stable type name")
-    schema_version: int
-    timestamp: datetime
-    command_id: str | None = Field(description="the command that recorded it")
-    data: dict[str, Any]
-
-
 class EventPage(BaseModel):
-    """A page of an entity's history, oldest first."""
+    """A page of an entity's or an execution's history, oldest first."""
 
     events: list[EventRecord]
     next_after: int | None = Field(
         description="pass as ?after= for the next page; null when this page is the last"
     )
-
-
-CommandStatusName = Literal["pending", "applied", "rejected", "invalid", "dead_lettered"]
-
-
-class CommandStatus(BaseModel):
-    """What became of a command."""
-
-    command_id: str
-    status: CommandStatusName = Field(
-        description="pending: accepted, not processed yet; applied: result and version "
-        "are set; rejected/invalid/dead_lettered: error says why"
-    )
-    address: str | None = None
-    command: str | None = None
-    result: Any = None
-    version: int | None = None
-    error: str | None = None
 
 
 class Health(BaseModel):

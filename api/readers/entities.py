@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-from actors import Entity, EntityNotFoundError, EntitySpec, check_entity_id
+from actors import Entity, EntitySpec, check_entity_id, load_entity
 from eventstore import RecordedEvent, Store
 
 T = TypeVar("T")
@@ -98,15 +98,7 @@ class EntityReader:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def _load(self, spec: EntitySpec, entity_id: str, version: int | None) -> Entity[Any]:
-        address = spec.address(entity_id)
-        stream = self.store.load(address, version=version, snapshot_type=spec.snapshot_type)
-        if not stream:
-            raise EntityNotFoundError(f"{address} has no events: no command has created it yet")
-        if version is not None and stream.version < version:
-            raise EntityNotFoundError(
-                f"{address} has no version {version}: its current version is {stream.version}"
-            )
-        return spec.rehydrate(entity_id, stream)
+        return load_entity(self.store, spec, entity_id, version)
 
     async def current(self, spec: EntitySpec, entity_id: str) -> Entity[Any]:
         """The entity at its newest committed version."""
@@ -132,8 +124,6 @@ class EntityReader:
     async def at(self, spec: EntitySpec, entity_id: str, version: int) -> Entity[Any]:
         """The entity as it was right after ``version`` (time travel); never cached."""
         address = f"{spec.type_name}/{check_entity_id(entity_id)}"
-        if version < 1:
-            raise EntityNotFoundError(f"versions start at 1, got {version}")
         cached = self._cache.get(address)
         if cached is not None and cached.version == version:
             return cached
@@ -143,7 +133,3 @@ class EntityReader:
         if version is None:
             return await self.current(spec, entity_id)
         return await self.at(spec, entity_id, version)
-
-    def evict(self, spec: EntitySpec, entity_id: str) -> None:
-        """Forget a cached entity (a query misbehaved on it, so its state is suspect)."""
-        self._cache.pop(f"{spec.type_name}/{entity_id}", None)

@@ -25,7 +25,7 @@ from typing import Any
 from api.readers.entities import TailBatcher
 from eventstore import RecordedEvent
 from sagas import ExecutionRecord, Workflow, WorkflowNotFoundError
-from sagas.coordinator import start_command_id
+from sagas.protocol import start_command_id
 
 log = logging.getLogger("entityflow.api")
 Accepted = Callable[[str], Awaitable[bool]]

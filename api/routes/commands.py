@@ -5,28 +5,35 @@ classes, so each command's body is typed in OpenAPI by its own schema. Both mode
 every command: a signal fires and forgets (202), an update waits for the result (200).
 Catch-all routes, hidden from the schema, turn unknown types and commands into a 404
 that lists what exists.
+
+:func:`command_table` is the one table of these routes: FastAPI's routes are generated
+from it, and so is the command fast path (``gateways/fast_path.py``), which serves the
+plain shape of these requests without FastAPI's per-request machinery; both check the
+``?timeout=`` bound through :data:`TIMEOUT_BOUNDS`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Path, Query, Request
 from starlette.responses import Response
 
-from actors import CommandSpec, EntitySpec
+from actors import CommandSpec, EntityCatalog
 from api.context import ApiContext
 from api.errors import ERROR_RESPONSES, ErrorBody, UnknownCommandIdError
 from api.gateways.commands import Mode
 from api.gateways.idempotency import HEADER, KEY_PATTERN
 from api.openapi.schemas import (
     CommandAccepted,
-    CommandStatus,
+    Responses,
     example_value,
     responses,
     tags,
     update_response_model,
 )
+from eventstore import Outcome
 
 ENTITY_ID_PATTERN = r"^[^\s/\x00-\x1f\x7f]{1,200}$"
 EntityId = Annotated[
@@ -47,10 +54,37 @@ IdempotencyKey = Annotated[
         pattern=KEY_PATTERN,
     ),
 ]
+TIMEOUT_BOUNDS = (0.0, 3600.0)
+"""``?timeout=`` must be above the first and at most the second (seconds)."""
 Timeout = Annotated[
     float | None,
-    Query(gt=0, le=3600, description="seconds to wait for the result (default from settings)"),
+    Query(
+        gt=TIMEOUT_BOUNDS[0],
+        le=TIMEOUT_BOUNDS[1],
+        description="seconds to wait for the result (default from settings)",
+    ),
 ]
+SEGMENTS: dict[str, Mode] = {"signals": "signal", "updates": "update"}
+
+
+@dataclass(frozen=True)
+class CommandRoute:
+    """One generated command route: its path template, mode and handler."""
+
+    path: str
+    mode: Mode
+    handler: CommandSpec
+
+
+def command_table(catalog: EntityCatalog) -> dict[tuple[str, str, str], CommandRoute]:
+    """Every command route, keyed by (entity type, ``signals``/``updates``, command)."""
+    table: dict[tuple[str, str, str], CommandRoute] = {}
+    for spec in catalog:
+        for handler in spec.commands():
+            for segment, mode in SEGMENTS.items():
+                path = f"/entities/{spec.type_name}/{{entity_id}}/{segment}/{handler.name}"
+                table[(spec.type_name, segment, handler.name)] = CommandRoute(path, mode, handler)
+    return table
 
 
 def _body_doc(handler: CommandSpec, components: dict[str, Any]) -> dict[str, Any]:
@@ -114,52 +148,40 @@ def _update_route(ctx: ApiContext, handler: CommandSpec) -> Any:
     return update
 
 
-def _add_command_routes(
-    app: FastAPI, ctx: ApiContext, spec: EntitySpec, components: dict[str, Any]
+def _add_command_route(
+    app: FastAPI, ctx: ApiContext, route: CommandRoute, components: dict[str, Any]
 ) -> None:
-    base = f"/entities/{spec.type_name}/{{entity_id}}"
-    for handler in spec.commands():
-        doc = _body_doc(handler, components)
-        description = (handler.doc or "") + (
-            f"\n\nSend `{handler.name}` to one {spec.type_name}. Both `/signals/` and "
-            "`/updates/` accept every command."
-        )
-        app.add_api_route(
-            f"{base}/signals/{handler.name}",
-            _signal_route(ctx, handler),
-            methods=["POST"],
-            status_code=202,
-            summary=_summary(handler, "signal"),
-            description=description,
-            operation_id=f"signal_{spec.type_name}_{handler.name}".replace(".", "_"),
-            tags=tags(spec),
-            response_class=Response,
-            responses=responses(
-                {202: {"model": CommandAccepted, "description": "durably queued"}},
-                ERROR_RESPONSES,
-            ),
-            openapi_extra=doc,
-        )
-        app.add_api_route(
-            f"{base}/updates/{handler.name}",
-            _update_route(ctx, handler),
-            methods=["POST"],
-            status_code=200,
-            summary=_summary(handler, "update"),
-            description=description,
-            operation_id=f"update_{spec.type_name}_{handler.name}".replace(".", "_"),
-            tags=tags(spec),
-            response_class=Response,
-            responses=responses(
-                {
-                    200: {"model": update_response_model(handler), "description": "applied"},
-                    500: {"model": ErrorBody, "description": "the handler crashed"},
-                    504: {"model": ErrorBody, "description": "no result in time: command_id"},
-                },
-                ERROR_RESPONSES,
-            ),
-            openapi_extra=doc,
-        )
+    handler = route.handler
+    spec = ctx.catalog.spec(handler.entity_type)
+    description = (handler.doc or "") + (
+        f"\n\nSend `{handler.name}` to one {spec.type_name}. Both `/signals/` and "
+        "`/updates/` accept every command."
+    )
+    if route.mode == "signal":
+        endpoint = _signal_route(ctx, handler)
+        status_code = 202
+        documented: Responses = {202: {"model": CommandAccepted, "description": "durably queued"}}
+    else:
+        endpoint = _update_route(ctx, handler)
+        status_code = 200
+        documented = {
+            200: {"model": update_response_model(handler), "description": "applied"},
+            500: {"model": ErrorBody, "description": "the handler crashed"},
+            504: {"model": ErrorBody, "description": "no result in time: command_id"},
+        }
+    app.add_api_route(
+        route.path,
+        endpoint,
+        methods=["POST"],
+        status_code=status_code,
+        summary=_summary(handler, route.mode),
+        description=description,
+        operation_id=f"{route.mode}_{spec.type_name}_{handler.name}".replace(".", "_"),
+        tags=tags(spec),
+        response_class=Response,
+        responses=responses(documented, ERROR_RESPONSES),
+        openapi_extra=_body_doc(handler, components),
+    )
 
 
 def _add_fallbacks(app: FastAPI, ctx: ApiContext) -> None:
@@ -167,9 +189,9 @@ def _add_fallbacks(app: FastAPI, ctx: ApiContext) -> None:
         ctx.catalog.spec(type_name).command(command)  # raises the 404 that lists commands
         raise AssertionError("a registered command always has a route")  # pragma: no cover
 
-    for mode in ("signals", "updates"):
+    for segment in SEGMENTS:
         app.add_api_route(
-            f"/entities/{{type_name}}/{{entity_id}}/{mode}/{{command}}",
+            f"/entities/{{type_name}}/{{entity_id}}/{segment}/{{command}}",
             unknown_command,
             methods=["POST"],
             include_in_schema=False,
@@ -177,33 +199,20 @@ def _add_fallbacks(app: FastAPI, ctx: ApiContext) -> None:
 
 
 def install(app: FastAPI, ctx: ApiContext, components: dict[str, Any]) -> None:
-    for spec in ctx.catalog:
-        _add_command_routes(app, ctx, spec, components)
+    for route in command_table(ctx.catalog).values():
+        _add_command_route(app, ctx, route, components)
     _add_fallbacks(app, ctx)
 
     async def command_status(
         command_id: Annotated[str, Path(min_length=1, max_length=200)],
-    ) -> CommandStatus:
+    ) -> Outcome[Any]:
         outcome = await ctx.run(ctx.store.outcome, command_id)
         if outcome is not None:
-            return CommandStatus(
-                command_id=command_id,
-                status=outcome.status,
-                address=outcome.address,
-                command=outcome.command,
-                result=outcome.result,
-                version=outcome.version,
-                error=outcome.error,
-            )
+            return outcome
         accepted = await ctx.run(ctx.ledger.accepted, command_id)
         if accepted is None:
             raise UnknownCommandIdError(command_id)
-        return CommandStatus(
-            command_id=command_id,
-            status="pending",
-            address=accepted.address,
-            command=accepted.command,
-        )
+        return Outcome(command_id, accepted.address, accepted.command, "pending")
 
     app.add_api_route(
         "/commands/{command_id}",
@@ -211,6 +220,6 @@ def install(app: FastAPI, ctx: ApiContext, components: dict[str, Any]) -> None:
         methods=["GET"],
         summary="The outcome of a command: pending, applied, rejected, invalid, dead-lettered",
         tags=["commands"],
-        response_model=CommandStatus,
+        response_model=Outcome[Any],
         responses={404: ERROR_RESPONSES[404], 503: ERROR_RESPONSES[503]},
     )

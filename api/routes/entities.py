@@ -80,11 +80,7 @@ def _query_route(ctx: ApiContext, spec: EntitySpec, handler: CommandSpec, lists:
         except ValidationError as exc:
             raise invalid_body(exc, f"{spec.type_name}.{handler.name}", "query") from None
         entity = await reader.read(spec, entity_id, version)
-        try:
-            result = spec.run_query(entity, handler.name, dict(parsed))
-        except Exception:
-            reader.evict(spec, entity_id)  # its state may have been touched: reload next time
-            raise
+        result = spec.run_query(entity, handler, parsed)  # on a copy: the cache stays as it is
         body = pydantic_core.to_json({"result": result, "version": entity.version})
         return Response(body, media_type=JSON)
 
@@ -109,34 +105,22 @@ def _state_route(ctx: ApiContext, spec: EntitySpec) -> Any:
     return get_state
 
 
-def _event_json(r: RecordedEvent) -> dict[str, Any]:
-    return {
-        "version": r.version,
-        "type": r.event.event_type,
-        "schema_version": r.event.schema_version,
-        "timestamp": r.timestamp,
-        "command_id": r.command_id,
-        "data": r.event.model_dump(mode="json"),
-    }
+def event_page(events: list[RecordedEvent], limit: int) -> Response:
+    """A page of history as the routes answer it: EventRecords and the next ``after``."""
+    page = EventPage(
+        events=[e.view() for e in events],
+        next_after=events[-1].version if len(events) == limit else None,
+    )
+    return Response(page.model_dump_json(), media_type=JSON)
 
 
 def _events_route(ctx: ApiContext, spec: EntitySpec) -> Any:
-    def page(address: str, after: int, limit: int) -> list[RecordedEvent] | None:
-        events = ctx.store.read(address, after=after, limit=limit)
-        if not events and (after == 0 or ctx.store.last_version(address) == 0):
-            return None
-        return events
-
     async def get_events(entity_id: EntityId, after: After = 0, limit: Limit = 100) -> Response:
         address = f"{spec.type_name}/{check_entity_id(entity_id)}"
-        events = await ctx.run(page, address, after, limit)
+        events = await ctx.run(lambda: ctx.store.page(address, after=after, limit=limit))
         if events is None:
             raise EntityNotFoundError(f"{address} has no events: no command has created it yet")
-        next_after = events[-1].version if len(events) == limit else None
-        body = pydantic_core.to_json(
-            {"events": [_event_json(e) for e in events], "next_after": next_after}
-        )
-        return Response(body, media_type=JSON)
+        return event_page(events, limit)
 
     return get_events
 

@@ -45,9 +45,9 @@ from api.openapi.workflows import (
 )
 from api.readers.workflows import WorkflowReader
 from api.routes.commands import IdempotencyKey, Timeout
-from api.routes.entities import After, Limit
-from eventstore import ExecutionRow, RecordedEvent
-from sagas import FINAL_STATUSES, Workflow, WorkflowClient, WorkflowNotFoundError
+from api.routes.entities import After, Limit, event_page
+from eventstore import ExecutionRow
+from sagas import FINAL_STATUSES, Workflow, WorkflowClient
 
 AnyWorkflow = Workflow[Any, Any]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -114,17 +114,6 @@ def _with_body(fn: F, annotation: Any | None, *, optional: bool = False) -> F:
     return fn
 
 
-def _event_json(r: RecordedEvent) -> dict[str, Any]:
-    return {
-        "version": r.version,
-        "type": r.event.event_type,
-        "schema_version": r.event.schema_version,
-        "timestamp": r.timestamp,
-        "command_id": r.command_id,
-        "data": r.event.model_dump(mode="json"),
-    }
-
-
 def _row_json(row: ExecutionRow) -> dict[str, Any]:
     return {
         "workflow_type": row.workflow_type,
@@ -142,8 +131,13 @@ class WorkflowRoutes:
     def __init__(self, app: FastAPI, ctx: ApiContext) -> None:
         self.app = app
         self.ctx = ctx
-        entities = [spec.cls for spec in ctx.catalog]
-        self.client = WorkflowClient(ctx.mailbox, ctx.store, list(ctx.workflows), entities=entities)
+        self.client = WorkflowClient(
+            ctx.mailbox,
+            ctx.store,
+            ctx.domain.workflows,
+            timeout=ctx.settings.update_timeout,
+            sender=ctx.sender,
+        )
 
         async def accepted(command_id: str) -> bool:
             if self.gateway.started_here(command_id):
@@ -153,7 +147,7 @@ class WorkflowRoutes:
         self.reader = WorkflowReader(
             ctx.reader.tails, accepted, capacity=ctx.settings.actor_cache_size
         )
-        self.gateway: WorkflowGateway = WorkflowGateway(ctx.gateway, self.reader)
+        self.gateway: WorkflowGateway = WorkflowGateway(ctx.gateway, self.client)
 
     def install(self) -> None:
         for wf in self.client.workflows.values():
@@ -241,13 +235,13 @@ class WorkflowRoutes:
                 wf,
                 workflow_id,
                 name,
-                wf.encode_signal(name, body),
+                body,
                 path=request.scope["path"],
                 key=idempotency_key,
                 timeout=timeout,
             )
 
-        payload_type = wf.signal_types[name]
+        payload_type = wf.signals[name].payload_type
         annotation = None
         if payload_type is not None:
             value = signal_example(wf, name)
@@ -336,24 +330,16 @@ class WorkflowRoutes:
         )
 
     def _history(self, wf: AnyWorkflow) -> None:
-        ctx = self.ctx
-
-        def page(address: str, after: int, limit: int) -> list[RecordedEvent] | None:
-            events = ctx.store.read(address, after=after, limit=limit)
-            if not events and (after == 0 or ctx.store.last_version(address) == 0):
-                return None
-            return events
+        client, ctx = self.client, self.ctx
 
         async def history(
             workflow_id: WorkflowId, after: After = 0, limit: Limit = 100
         ) -> Response:
-            address = wf.address(workflow_id)
-            events = await ctx.run(page, address, after, limit)
-            if events is None:
-                raise WorkflowNotFoundError(f"{address} has not started")
-            next_after = events[-1].version if len(events) == limit else None
-            body = {"events": [_event_json(e) for e in events], "next_after": next_after}
-            return Response(pydantic_core.to_json(body), media_type=JSON)
+            wf.address(workflow_id)
+            events = await ctx.run(
+                lambda: client.history(wf, workflow_id, after=after, limit=limit)
+            )
+            return event_page(events, limit)
 
         self._route(
             wf,

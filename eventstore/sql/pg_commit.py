@@ -26,7 +26,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from eventstore.records import CommandOutcome, ExecutionRow, FencedTracking
+from eventstore.records import ExecutionRow, FencedTracking, Outcome
 
 _STALE = ": another worker has processed this partition since (this worker is stale)"
 
@@ -60,9 +60,10 @@ BEGIN
         END IF;
     END IF;
     IF cardinality(c_ids) > 0 THEN
-        INSERT INTO {commands} SELECT * FROM unnest(
+        INSERT INTO {commands} (command_id, address, command, status, result, version,
+            error, recorded_at, code) SELECT * FROM unnest(
             c_ids, c_addresses, c_commands, c_statuses, c_results, c_versions, c_errors,
-            c_times);
+            c_times, c_codes);
     END IF;
     IF cardinality(x_addresses) > 0 THEN
         INSERT INTO {executions} SELECT * FROM unnest(
@@ -110,6 +111,7 @@ def create_function_sql(
         "names text[], expected bigint[], moved_to bigint[], "
         "c_ids text[], c_addresses text[], c_commands text[], c_statuses text[], "
         "c_results text[], c_versions bigint[], c_errors text[], c_times timestamptz[], "
+        "c_codes text[], "
         "x_addresses text[], x_types text[], x_ids text[], x_statuses text[], "
         "x_started timestamptz[], x_updated timestamptz[], x_summaries text[]) "
         "RETURNS SETOF bigint LANGUAGE plpgsql AS $entityflow$"
@@ -123,7 +125,7 @@ def call_sql(*, schema: str, name: str) -> Composed:
         "%s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::text[], %s::bigint[], "
         "%s::text[], %s::bigint[], %s::bigint[], "
         "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], "
-        "%s::text[], %s::timestamptz[], "
+        "%s::text[], %s::timestamptz[], %s::text[], "
         "%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], "
         "%s::timestamptz[], %s::text[]) AS notification_id"
     ).format(schema=Identifier(schema), name=Identifier(name))
@@ -132,7 +134,7 @@ def call_sql(*, schema: str, name: str) -> Composed:
 def call_params(
     events: Sequence[StoredEvent],
     positions: Sequence[FencedTracking],
-    outcomes: Sequence[CommandOutcome],
+    outcomes: Sequence[Outcome[Any]],
     executions: Sequence[ExecutionRow],
 ) -> list[Any]:
     fresh = [t for t in positions if t.expected is None]
@@ -159,6 +161,7 @@ def call_params(
         [o.version for o in outcomes],
         [o.error for o in outcomes],
         [o.recorded_at for o in outcomes],
+        [o.code for o in outcomes],
         [e.address for e in rows],
         [e.workflow_type for e in rows],
         [e.workflow_id for e in rows],

@@ -30,7 +30,7 @@ from eventsourcing.utils import retry
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from eventstore.records import CommandOutcome, ExecutionRow, FencedTracking
+from eventstore.records import ExecutionRow, FencedTracking, Outcome
 from eventstore.sql.pg_commit import call_params, call_sql, create_function_sql
 
 _MAX_SQLITE_PARAMS = 500
@@ -40,7 +40,7 @@ def _encode_result(result: Any) -> str:
     return json.dumps(result, separators=(",", ":"), default=str)
 
 
-def _outcome_params(o: CommandOutcome) -> dict[str, Any]:
+def _outcome_params(o: Outcome[Any]) -> dict[str, Any]:
     return {
         "command_id": o.command_id,
         "address": o.address,
@@ -50,14 +50,15 @@ def _outcome_params(o: CommandOutcome) -> dict[str, Any]:
         "version": o.version,
         "error": o.error,
         "recorded_at": o.recorded_at,
+        "code": o.code,
     }
 
 
-def _outcome_from_row(row: Any) -> CommandOutcome:
+def _outcome_from_row(row: Any) -> Outcome[Any]:
     recorded_at = row["recorded_at"]
     if isinstance(recorded_at, str):
         recorded_at = datetime.fromisoformat(recorded_at)
-    return CommandOutcome(
+    return Outcome(
         command_id=row["command_id"],
         address=row["address"],
         command=row["command"],
@@ -65,6 +66,7 @@ def _outcome_from_row(row: Any) -> CommandOutcome:
         result=json.loads(row["result"]) if row["result"] is not None else None,
         version=row["version"],
         error=row["error"],
+        code=row["code"],
         recorded_at=recorded_at,
     )
 
@@ -131,11 +133,12 @@ class EntityflowSQLiteRecorder(SQLiteProcessRecorder):
         for t in kwargs.get("positions", ()):
             self._advance(c, t)
         returning = super()._insert_events(c, stored_events, **kwargs)
-        outcomes: Sequence[CommandOutcome] = kwargs.get("outcomes", ())
+        outcomes: Sequence[Outcome[Any]] = kwargs.get("outcomes", ())
         if outcomes:
             c.executemany(
-                "INSERT INTO ef_commands VALUES (:command_id, :address, :command, :status, "
-                ":result, :version, :error, :recorded_at)",
+                "INSERT INTO ef_commands (command_id, address, command, status, result, "
+                "version, error, recorded_at, code) VALUES (:command_id, :address, :command, "
+                ":status, :result, :version, :error, :recorded_at, :code)",
                 [
                     {**_outcome_params(o), "recorded_at": o.recorded_at.isoformat()}
                     for o in outcomes
@@ -170,9 +173,16 @@ class EntityflowSQLiteRecorder(SQLiteProcessRecorder):
         if c.fetchone() is None:
             raise _position_conflict(t)
 
-    def select_outcomes(self, command_ids: Iterable[str]) -> dict[str, CommandOutcome]:
+    def migrate(self) -> None:
+        """Bring tables an older version created up to date (columns added since)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("PRAGMA table_info(ef_commands)")
+            if "code" not in {row["name"] for row in c.fetchall()}:
+                c.execute("ALTER TABLE ef_commands ADD COLUMN code TEXT")
+
+    def select_outcomes(self, command_ids: Iterable[str]) -> dict[str, Outcome[Any]]:
         ids = list(dict.fromkeys(command_ids))
-        found: dict[str, CommandOutcome] = {}
+        found: dict[str, Outcome[Any]] = {}
         with self.datastore.transaction(commit=False) as c:
             for i in range(0, len(ids), _MAX_SQLITE_PARAMS):
                 chunk = ids[i : i + _MAX_SQLITE_PARAMS]
@@ -272,8 +282,11 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {t} (command_id text PRIMARY KEY, "
                 "address text NOT NULL, command text NOT NULL, status text NOT NULL, "
-                "result text, version bigint, error text, recorded_at timestamptz NOT NULL)"
+                "result text, version bigint, error text, recorded_at timestamptz NOT NULL, "
+                "code text)"
             ).format(t=self.commands_table),
+            # Tables an older version created lack the columns added since.
+            SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS code text").format(t=self.commands_table),
             SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (recorded_at)").format(
                 i=Identifier(f"{prefix}_commands_recorded_at"), t=self.commands_table
             ),
@@ -326,7 +339,10 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
                 raise IntegrityError(exc.diag.message_primary or str(exc)) from exc
             return [row["notification_id"] for row in curs.fetchall()]
 
-    def select_outcomes(self, command_ids: Iterable[str]) -> dict[str, CommandOutcome]:
+    def migrate(self) -> None:
+        """Nothing to do: the create statements add missing columns (IF NOT EXISTS)."""
+
+    def select_outcomes(self, command_ids: Iterable[str]) -> dict[str, Outcome[Any]]:
         ids = list(dict.fromkeys(command_ids))
         if not ids:
             return {}

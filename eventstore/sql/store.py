@@ -12,7 +12,6 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -23,8 +22,10 @@ from eventsourcing.persistence import (
     InfrastructureFactory,
     IntegrityError,
     InterfaceError,
+    Notification,
     OperationalError,
     PersistenceError,
+    StoredEvent,
 )
 from eventsourcing.utils import Environment, EnvType
 
@@ -34,9 +35,11 @@ from eventstore.errors import (
 )
 from eventstore.events import EventRegistry
 from eventstore.records import (
-    CommandOutcome,
     Commit,
     ExecutionRow,
+    LoadedStream,
+    LogEntry,
+    Outcome,
     RecordedEvent,
     Snapshot,
 )
@@ -48,24 +51,6 @@ from eventstore.sql.recorders import (
     EntityflowSQLiteRecorder,
 )
 from eventstore.sql.urls import StoreLocation, parse_store_url
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedStream:
-    """What loading a stream returns: the newest usable snapshot and the events after it."""
-
-    stream_id: str
-    snapshot: Snapshot | None
-    events: list[RecordedEvent]
-
-    @property
-    def version(self) -> int:
-        if self.events:
-            return self.events[-1].version
-        return self.snapshot.originator_version if self.snapshot else 0
-
-    def __bool__(self) -> bool:
-        return self.snapshot is not None or bool(self.events)
 
 
 class _StoreApplication(Application[str]):
@@ -153,7 +138,10 @@ class Store:
         makes them take turns.
         """
         with self.location.creation_lock(), _translated_errors("opening the store"):
-            return _StoreApplication(self.location.env, registry, factory)
+            app = _StoreApplication(self.location.env, registry, factory)
+            recorder: Any = app.recorder
+            recorder.migrate()
+            return app
 
     def _guarded(self, action: str) -> AbstractContextManager[None]:
         return _translated_errors(action, self._drop_dead_connections)
@@ -253,6 +241,16 @@ class Store:
         )
         return {sid: LoadedStream(sid, snapshots.get(sid), tails[sid]) for sid in wanted}
 
+    def page(
+        self, stream_id: str, *, after: int = 0, limit: int = 100
+    ) -> list[RecordedEvent] | None:
+        """One page of a stream's history, oldest first; None when the stream has no events
+        at all (an empty page past its end is an empty list)."""
+        events = self.read(stream_id, after=after, limit=limit)
+        if not events and (after == 0 or self.last_version(stream_id) == 0):
+            return None
+        return events
+
     def last_version(self, stream_id: str) -> int:
         """The stream's current version, 0 when it has no events."""
         newest = self.read(stream_id, desc=True, limit=1)
@@ -289,13 +287,13 @@ class Store:
 
     # -- outcomes, positions, executions -------------------------------------------
 
-    def outcomes(self, command_ids: Sequence[str]) -> dict[str, CommandOutcome]:
+    def outcomes(self, command_ids: Sequence[str]) -> dict[str, Outcome[Any]]:
         if not command_ids:
             return {}
         with self._guarded("reading command outcomes"):
             return self._recorder.select_outcomes(command_ids)
 
-    def outcome(self, command_id: str) -> CommandOutcome | None:
+    def outcome(self, command_id: str) -> Outcome[Any] | None:
         return self.outcomes([command_id]).get(command_id)
 
     def forget_outcomes_before(self, cutoff: datetime) -> int:
@@ -326,11 +324,25 @@ class Store:
 
     def notifications(self, after: int, limit: int) -> list[RecordedEvent]:
         """Events of all streams in commit order, after notification id ``after``."""
+        return [self.decode(entry) for entry in self.log(after, limit)]
+
+    def log(self, after: int, limit: int) -> list[LogEntry]:
+        """Rows of the notification log after ``after``, as stored (not decoded)."""
         with self._guarded("reading the notification log"):
             rows = self._recorder.select_notifications(
                 start=after, limit=limit, inclusive_of_start=False
             )
-            return [self.codec.decode_event(row, position=row.id) for row in rows]
+            return [log_entry(row) for row in rows]
+
+    def decode(self, entry: LogEntry) -> RecordedEvent:
+        """Decode a log entry through the registry (upcasting an older schema)."""
+        stored = StoredEvent(
+            originator_id=entry.stream_id,
+            originator_version=entry.version,
+            topic=entry.topic,
+            state=entry.state,
+        )
+        return self.codec.decode_event(stored, position=entry.position)
 
     def max_position(self) -> int:
         with self._guarded("reading the notification log"):
@@ -351,3 +363,14 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def log_entry(n: Notification) -> LogEntry:
+    """A row of the notification log as entityflow's own record."""
+    return LogEntry(
+        position=n.id,
+        stream_id=str(n.originator_id),
+        version=n.originator_version,
+        topic=n.topic,
+        state=bytes(n.state),
+    )

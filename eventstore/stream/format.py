@@ -9,7 +9,7 @@
   ``ef-notification-id``, ``ef-timestamp`` (ISO 8601), for consumers that route without
   parsing JSON.
 
-:func:`encode_notification` builds a record from a row of the notification log;
+:func:`encode_entry` builds a record from a row of the notification log;
 :func:`decode_stream_record` reads one back; :func:`format_line` renders it for a person.
 """
 
@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import Notification
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
-from eventstore.errors import EventStoreError
+from eventstore.errors import EventStoreError, explain
 from eventstore.kafka.io import KafkaRecord
-from eventstore.sql.codec import SNAPSHOT_PREFIX, EventCodec
+from eventstore.records import LogEntry
+from eventstore.sql.codec import SNAPSHOT_PREFIX
+from eventstore.sql.store import Store
 
 WORKFLOW_EVENT_PREFIX = "wf."
 HEADER_EVENT_TYPE = "ef-event-type"
@@ -85,9 +86,9 @@ class OutgoingRecord:
     """True when the registry could not decode the event: data is published as stored."""
 
 
-def _stored_parts(n: Notification) -> tuple[dict[str, Any], bytes]:
+def _stored_parts(n: LogEntry) -> tuple[dict[str, Any], bytes]:
     """The stored metadata, and the event's JSON exactly as stored (no re-encoding)."""
-    state = bytes(n.state)
+    state = n.state
     # The codec writes b'{"m":' + meta + b',"d":' + data + b'}'; inside JSON strings a
     # quote is escaped, so the first ',"d":' is the separator.
     split = state.find(b',"d":')
@@ -103,7 +104,7 @@ def _stored_parts(n: Notification) -> tuple[dict[str, Any], bytes]:
     return (meta if isinstance(meta, dict) else {}), data
 
 
-def encode_notification(codec: EventCodec, n: Notification) -> OutgoingRecord:
+def encode_entry(store: Store, n: LogEntry) -> OutgoingRecord:
     """Turn a notification into a stream record, upcasting the event to its current schema.
 
     An event stored at the current schema version is published as stored (no decoding);
@@ -118,20 +119,20 @@ def encode_notification(codec: EventCodec, n: Notification) -> OutgoingRecord:
     command_id = meta.get("c")
     as_stored = False
     try:
-        current = codec.registry.event_class(event_type).schema_version
+        current = store.registry.event_class(event_type).schema_version
     except EventStoreError:
         as_stored = True
     else:
         if schema_version != current:
             # An older shape: upcast it through the registry, publish the current one.
             try:
-                event = codec.decode_event(n, position=n.id).event
+                event = store.decode(n).event
             except EventStoreError:
                 as_stored = True
             else:
                 schema_version = event.schema_version
                 data = event.__pydantic_serializer__.to_json(event)
-    address = str(n.originator_id)
+    address = str(n.stream_id)
     entity_type, entity_id = split_address(address)
     head = json.dumps(
         {
@@ -140,8 +141,8 @@ def encode_notification(codec: EventCodec, n: Notification) -> OutgoingRecord:
             "entity": address,
             "entity_type": entity_type,
             "entity_id": entity_id,
-            "version": n.originator_version,
-            "position": n.id,
+            "version": n.version,
+            "position": n.position,
             "timestamp": timestamp,
             "command_id": command_id,
         },
@@ -151,23 +152,23 @@ def encode_notification(codec: EventCodec, n: Notification) -> OutgoingRecord:
     headers = {
         HEADER_EVENT_TYPE: event_type.encode(),
         HEADER_SCHEMA_VERSION: str(schema_version).encode(),
-        HEADER_ENTITY_VERSION: str(n.originator_version).encode(),
-        HEADER_NOTIFICATION_ID: str(n.id).encode(),
+        HEADER_ENTITY_VERSION: str(n.version).encode(),
+        HEADER_NOTIFICATION_ID: str(n.position).encode(),
         HEADER_TIMESTAMP: timestamp.encode(),
     }
     return OutgoingRecord(
-        n.id,
+        n.position,
         address.encode(),
         value,
         headers,
         event_type,
         entity_type,
-        n.originator_version,
+        n.version,
         as_stored,
     )
 
 
-def is_snapshot(n: Notification) -> bool:
+def is_snapshot(n: LogEntry) -> bool:
     return n.topic.startswith(SNAPSHOT_PREFIX)
 
 
@@ -182,7 +183,7 @@ def decode_stream_record(record: KafkaRecord) -> StreamEvent:
     except ValidationError as exc:
         raise StreamRecordError(
             f"record {record.topic}#{record.partition}@{record.offset} is not a stream "
-            f"event: {exc.errors(include_url=False)}"
+            f"event: {explain(exc)}"
         ) from exc
     if record.key is not None and record.key != event.entity.encode():
         raise StreamRecordError(

@@ -1,6 +1,6 @@
 """The relay: every committed event, published to the Kafka event stream, in order.
 
-It follows the store's notification log (see ``stream_log.py``) from its tracked
+It follows the store's notification log (see ``sql/log.py``) from its tracked
 position and publishes each entity event to ``{namespace}.events`` (optionally also to
 ``{namespace}.events.{EntityType}``), keyed by the entity's address, in the format of
 ``stream_format.py``. Per batch: check the lease, send, wait until Kafka acknowledged
@@ -31,8 +31,6 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from eventsourcing.persistence import Notification
-
 from eventstore.errors import ConcurrencyConflictError, EventStoreError, StoreUnavailableError
 from eventstore.kafka.io import (
     Admin,
@@ -41,16 +39,16 @@ from eventstore.kafka.io import (
     Producer,
     partition_for,
 )
-from eventstore.records import Commit, FencedTracking
+from eventstore.records import Commit, FencedTracking, LogEntry
+from eventstore.sql.lease import Lease, lease_for
+from eventstore.sql.log import LogFollower
 from eventstore.sql.store import Store
 from eventstore.stream.format import (
     OutgoingRecord,
-    encode_notification,
+    encode_entry,
     is_snapshot,
     is_workflow_event,
 )
-from eventstore.stream.lease import Lease, lease_for
-from eventstore.stream.log import LogFollower
 
 log = logging.getLogger("entityflow.relay")
 
@@ -339,10 +337,10 @@ class Relay:
     def _included(self, record: OutgoingRecord) -> bool:
         return self.options.workflow_events or not is_workflow_event(record.event_type)
 
-    def _send(self, producer: Producer, admin: Admin, batch: list[Notification]) -> _Sent:
+    def _send(self, producer: Producer, admin: Admin, batch: list[LogEntry]) -> _Sent:
         records = [
             r
-            for r in (encode_notification(self.store.codec, n) for n in batch if not is_snapshot(n))
+            for r in (encode_entry(self.store, n) for n in batch if not is_snapshot(n))
             if self._included(r)
         ]
         main: list[tuple[bytes | None, bytes, Mapping[str, bytes], int | None]] = []
@@ -369,7 +367,7 @@ class Relay:
                 )
                 self._known_topics.add(topic)
             futures.append(producer.send_all(topic, items))
-        return _Sent(batch[-1].id, records, futures, time.monotonic())
+        return _Sent(batch[-1].position, records, futures, time.monotonic())
 
     def _partition(self, key: bytes) -> int:
         """Kafka's default partition of a key, remembered (entities publish again and again)."""

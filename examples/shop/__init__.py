@@ -9,11 +9,14 @@ from examples.shop.carts import Cart, CartState
 from examples.shop.inventory import InventoryItem, InventoryState
 from examples.shop.orders import OrderInput, OrderLine, OrderResult, order_saga
 from examples.shop.reports import LowStockReport, StockLevel
+from sagas import Domain
 
 ENTITIES = (Account, InventoryItem, Cart)
 WORKFLOWS = (order_saga,)
+DOMAIN = Domain(ENTITIES, WORKFLOWS)
 
 __all__ = [
+    "DOMAIN",
     "ENTITIES",
     "WORKFLOWS",
     "Account",

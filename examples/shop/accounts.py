@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from actors import Entity, Rejected, apply, query, update
+from actors import CommandContext, Entity, Rejected, apply, command, query
 from eventstore import DomainEvent
 
 Money = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)]
@@ -20,54 +20,59 @@ class AccountState(BaseModel):
 
 
 class AccountOpened(DomainEvent):
+    event_type = "AccountOpened"
     owner: str
 
 
 class Deposited(DomainEvent):
+    event_type = "Deposited"
     amount: Decimal
 
 
 class Withdrawn(DomainEvent):
+    event_type = "Withdrawn"
     amount: Decimal
 
 
 class AccountClosed(DomainEvent):
-    pass
+    event_type = "AccountClosed"
 
 
 class Account(Entity[AccountState]):
     """Money in, money out, never below zero."""
 
-    @update
-    def open(self, owner: Annotated[str, Field(min_length=1, max_length=200)]) -> None:
+    @command
+    def open(
+        self, ctx: CommandContext, owner: Annotated[str, Field(min_length=1, max_length=200)]
+    ) -> None:
         """Open the account for its owner."""
         if self.state.status != "new":
             raise Rejected(f"account is already {self.state.status}")
-        self.emit(AccountOpened(owner=owner))
+        ctx.emit(AccountOpened(owner=owner))
 
-    @update
-    def deposit(self, amount: Money) -> Decimal:
+    @command
+    def deposit(self, ctx: CommandContext, amount: Money) -> Decimal:
         """Add money; returns the new balance."""
         self._require_open()
-        self.emit(Deposited(amount=amount))
+        ctx.emit(Deposited(amount=amount))
         return self.state.balance
 
-    @update
-    def withdraw(self, amount: Money) -> Decimal:
+    @command
+    def withdraw(self, ctx: CommandContext, amount: Money) -> Decimal:
         """Take money out; refused when the balance is too low. Returns the new balance."""
         self._require_open()
         if amount > self.state.balance:
             raise Rejected(f"insufficient funds: balance {self.state.balance}, asked {amount}")
-        self.emit(Withdrawn(amount=amount))
+        ctx.emit(Withdrawn(amount=amount))
         return self.state.balance
 
-    @update
-    def close(self) -> None:
+    @command
+    def close(self, ctx: CommandContext) -> None:
         """Close an empty account."""
         self._require_open()
         if self.state.balance != 0:
             raise Rejected(f"balance must be zero to close, it is {self.state.balance}")
-        self.emit(AccountClosed())
+        ctx.emit(AccountClosed())
 
     @query
     def balance(self) -> Decimal:

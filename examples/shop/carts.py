@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from actors import Entity, Rejected, apply, query, update
+from actors import CommandContext, Entity, Rejected, apply, command, query
 from eventstore import DomainEvent
 
 Sku = Annotated[str, Field(min_length=1, max_length=100)]
@@ -30,56 +30,59 @@ class CartState(BaseModel):
 
 
 class ItemAdded(DomainEvent):
+    event_type = "ItemAdded"
     sku: str
     quantity: int
     unit_price: Decimal
 
 
 class ItemRemoved(DomainEvent):
+    event_type = "ItemRemoved"
     sku: str
 
 
 class CheckedOut(DomainEvent):
+    event_type = "CheckedOut"
     total: Decimal
 
 
 class CartAbandoned(DomainEvent):
-    pass
+    event_type = "CartAbandoned"
 
 
 class Cart(Entity[CartState]):
     """Open until checked out or abandoned; a closed cart refuses changes."""
 
-    @update
-    def add_item(self, sku: Sku, quantity: Quantity, unit_price: Price) -> int:
+    @command
+    def add_item(self, ctx: CommandContext, sku: Sku, quantity: Quantity, unit_price: Price) -> int:
         """Add units of a SKU (at one price per SKU); returns the number of lines."""
         self._require_open()
         line = self.state.lines.get(sku)
         if line is not None and line.unit_price != unit_price:
             raise Rejected(f"{sku} is already in the cart at {line.unit_price}")
-        self.emit(ItemAdded(sku=sku, quantity=quantity, unit_price=unit_price))
+        ctx.emit(ItemAdded(sku=sku, quantity=quantity, unit_price=unit_price))
         return len(self.state.lines)
 
-    @update
-    def remove_item(self, sku: Sku) -> None:
+    @command
+    def remove_item(self, ctx: CommandContext, sku: Sku) -> None:
         self._require_open()
         if sku not in self.state.lines:
             raise Rejected(f"{sku} is not in the cart")
-        self.emit(ItemRemoved(sku=sku))
+        ctx.emit(ItemRemoved(sku=sku))
 
-    @update
-    def checkout(self) -> Decimal:
+    @command
+    def checkout(self, ctx: CommandContext) -> Decimal:
         """Close the cart for an order; returns the total."""
         self._require_open()
         if not self.state.lines:
             raise Rejected("cannot check out an empty cart")
-        self.emit(CheckedOut(total=self.state.total))
+        ctx.emit(CheckedOut(total=self.state.total))
         return self.state.total
 
-    @update
-    def abandon(self) -> None:
+    @command
+    def abandon(self, ctx: CommandContext) -> None:
         self._require_open()
-        self.emit(CartAbandoned())
+        ctx.emit(CartAbandoned())
 
     @query
     def total(self) -> Decimal:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from actors import Entity, Rejected, apply, query, update
+from actors import CommandContext, Entity, Rejected, apply, command, query
 from eventstore import DomainEvent
 
 Quantity = Annotated[int, Field(gt=0, le=1_000_000)]
@@ -23,20 +23,24 @@ class InventoryState(BaseModel):
 
 
 class Restocked(DomainEvent):
+    event_type = "Restocked"
     quantity: int
 
 
 class StockReserved(DomainEvent):
+    event_type = "StockReserved"
     reservation_id: str
     quantity: int
 
 
 class ReservationReleased(DomainEvent):
+    event_type = "ReservationReleased"
     reservation_id: str
     quantity: int
 
 
 class ReservationCommitted(DomainEvent):
+    event_type = "ReservationCommitted"
     reservation_id: str
     quantity: int
 
@@ -44,14 +48,16 @@ class ReservationCommitted(DomainEvent):
 class InventoryItem(Entity[InventoryState]):
     """Reservations hold stock for an order until it is committed (shipped) or released."""
 
-    @update
-    def restock(self, quantity: Quantity) -> int:
+    @command
+    def restock(self, ctx: CommandContext, quantity: Quantity) -> int:
         """Add stock; returns what is available now."""
-        self.emit(Restocked(quantity=quantity))
+        ctx.emit(Restocked(quantity=quantity))
         return self.state.available
 
-    @update
-    def reserve(self, reservation_id: ReservationId, quantity: Quantity) -> int:
+    @command
+    def reserve(
+        self, ctx: CommandContext, reservation_id: ReservationId, quantity: Quantity
+    ) -> int:
         """Hold stock for an order; returns what is still available. Repeating it is harmless."""
         held = self.state.reservations.get(reservation_id)
         if held is not None:
@@ -62,24 +68,24 @@ class InventoryItem(Entity[InventoryState]):
             raise Rejected(
                 f"insufficient stock: {self.state.available} available, {quantity} asked"
             )
-        self.emit(StockReserved(reservation_id=reservation_id, quantity=quantity))
+        ctx.emit(StockReserved(reservation_id=reservation_id, quantity=quantity))
         return self.state.available
 
-    @update
-    def release(self, reservation_id: ReservationId) -> int:
+    @command
+    def release(self, ctx: CommandContext, reservation_id: ReservationId) -> int:
         """Give held stock back (a compensation: releasing twice, or nothing, is harmless)."""
         held = self.state.reservations.get(reservation_id)
         if held is not None:
-            self.emit(ReservationReleased(reservation_id=reservation_id, quantity=held))
+            ctx.emit(ReservationReleased(reservation_id=reservation_id, quantity=held))
         return self.state.available
 
-    @update
-    def commit(self, reservation_id: ReservationId) -> None:
+    @command
+    def commit(self, ctx: CommandContext, reservation_id: ReservationId) -> None:
         """The reserved stock leaves the warehouse."""
         held = self.state.reservations.get(reservation_id)
         if held is None:
             raise Rejected(f"no reservation {reservation_id}")
-        self.emit(ReservationCommitted(reservation_id=reservation_id, quantity=held))
+        ctx.emit(ReservationCommitted(reservation_id=reservation_id, quantity=held))
 
     @query
     def available(self) -> int:

@@ -60,19 +60,18 @@ async def place_order(ctx: WorkflowContext, order: OrderInput) -> OrderResult:
     reservation = ctx.workflow_id
     ctx.memo["stage"] = "reserving"
     for line in order.lines:
-        with ctx.compensation(InventoryItem, line.sku, "release", reservation_id=reservation):
+        with ctx.compensation(InventoryItem.release, line.sku, reservation_id=reservation):
             await ctx.call(
-                InventoryItem,
+                InventoryItem.reserve,
                 line.sku,
-                "reserve",
                 reservation_id=reservation,
                 quantity=line.quantity,
             )
     ctx.memo["stage"] = "charging"
-    with ctx.compensation(Account, order.account_id, "deposit", amount=order.amount):
-        balance = await ctx.call(Account, order.account_id, "withdraw", amount=order.amount)
+    with ctx.compensation(Account.deposit, order.account_id, amount=order.amount):
+        balance = await ctx.call(Account.withdraw, order.account_id, amount=order.amount)
     ctx.memo["stage"] = "confirming"
-    cart_total = await ctx.call(Cart, order.cart_id, "checkout")
+    cart_total = await ctx.call(Cart.checkout, order.cart_id)
     ctx.memo["stage"] = "confirmed"
     return OrderResult(
         order_id=ctx.workflow_id, charged=order.amount, balance=balance, cart_total=cart_total

@@ -15,21 +15,20 @@ from pydantic import BaseModel, Field
 
 from actors import (
     BatchResult,
+    CommandContext,
     Delivery,
     Entity,
     EntityKind,
     EntitySpec,
     Envelope,
     Rejected,
-    Reply,
     Runtime,
     apply,
+    command,
     query,
-    signal,
-    update,
 )
 from actors.runtime import merge_registries
-from eventstore import DomainEvent, EventRegistry, Store
+from eventstore import DomainEvent, EventRegistry, Outcome, Store
 
 REPLY_ROUTE = "local:tests"
 
@@ -40,10 +39,12 @@ class CounterState(BaseModel):
 
 
 class Incremented(DomainEvent):
+    event_type = "Incremented"
     by: int
 
 
 class Noted(DomainEvent):
+    event_type = "Noted"
     text: str
 
 
@@ -56,39 +57,39 @@ class CounterSummary(BaseModel):
 class Counter(Entity[CounterState]):
     """A counter whose handlers misbehave on purpose when asked to."""
 
-    @signal
-    def bump(self, by: int = 1) -> None:
-        self.emit(Incremented(by=by))
+    @command
+    def bump(self, ctx: CommandContext, by: int = 1) -> None:
+        ctx.emit(Incremented(by=by))
 
-    @update
-    def add(self, by: int) -> int:
-        self.emit(Incremented(by=by))
+    @command
+    def add(self, ctx: CommandContext, by: int) -> int:
+        ctx.emit(Incremented(by=by))
         return self.state.value
 
-    @update
-    def add_then_reject(self, by: int) -> int:
+    @command
+    def add_then_reject(self, ctx: CommandContext, by: int) -> int:
         """Emits an event and then refuses: the event must not survive."""
-        self.emit(Incremented(by=by))
+        ctx.emit(Incremented(by=by))
         raise Rejected(f"refused after adding {by}")
 
-    @update
-    def add_then_crash(self, by: int) -> int:
+    @command
+    def add_then_crash(self, ctx: CommandContext, by: int) -> int:
         """Emits an event and then fails like a buggy handler."""
-        self.emit(Incremented(by=by))
+        ctx.emit(Incremented(by=by))
         raise RuntimeError(f"boom after adding {by}")
 
-    @update
-    def crash(self) -> None:
+    @command
+    def crash(self, ctx: CommandContext) -> None:
         raise ValueError("handler bug")
 
-    @update
-    def note(self, text: str) -> int:
-        self.emit(Noted(text=text))
+    @command
+    def note(self, ctx: CommandContext, text: str) -> int:
+        ctx.emit(Noted(text=text))
         return len(self.state.notes)
 
-    @update
-    def summary(self) -> CounterSummary:
-        return CounterSummary(value=self.state.value, notes=len(self.state.notes), at=self.now())
+    @command
+    def summary(self, ctx: CommandContext) -> CounterSummary:
+        return CounterSummary(value=self.state.value, notes=len(self.state.notes), at=ctx.now)
 
     @query
     def value(self) -> int:
@@ -97,11 +98,6 @@ class Counter(Entity[CounterState]):
     @query
     def plus(self, n: int) -> int:
         return self.state.value + n
-
-    @query
-    def sneaky_emit(self) -> int:
-        self.emit(Incremented(by=1))
-        return self.state.value
 
     @query
     def sneaky_mutate(self) -> int:
@@ -132,7 +128,7 @@ def registry_of(entities: Iterable[type[Entity[Any]]]) -> EventRegistry:
     return merge_registries(kinds_of(entities))
 
 
-def command(
+def message(
     entity: type[Entity[Any]],
     entity_id: str,
     name: str,
@@ -142,10 +138,11 @@ def command(
     reply_to: str | None = REPLY_ROUTE,
     **args: Any,
 ) -> Envelope:
-    """An envelope as a client would send it (arguments already JSON-ready)."""
+    """A command envelope as a client would send it (arguments already JSON-ready);
+    ``kind="signal"`` sends it without a reply route (fire and forget)."""
     fields: dict[str, Any] = {
         "address": f"{EntitySpec.of(entity).type_name}/{entity_id}",
-        "kind": kind,
+        "kind": "command",
         "name": name,
         "args": args,
         "reply_to": reply_to if kind == "update" else None,
@@ -189,9 +186,9 @@ class Driver:
         self.runtime.committed(batch)
         return batch
 
-    def replies(self, envelopes: Iterable[Envelope]) -> list[Reply]:
-        return [reply for _, reply in self.run(envelopes).replies]
+    def replies(self, envelopes: Iterable[Envelope]) -> list[Outcome[Any]]:
+        return [reply for _, reply, _ in self.run(envelopes).replies]
 
-    def reply(self, envelope: Envelope) -> Reply:
+    def reply(self, envelope: Envelope) -> Outcome[Any]:
         (reply,) = self.replies([envelope])
         return reply

@@ -1,7 +1,7 @@
-"""@signal, @update, @query and @apply: mistakes are caught when the class is defined.
+"""@command, @query and @apply: mistakes are caught when the class is defined.
 
 Shape errors (missing annotations, *args, async, bad names) are raised by the decorator
-itself; errors that need resolved types (a signal's return type, an @apply's event
+itself; errors that need resolved types (a query's return type, an @apply's event
 class, the state's defaults, duplicate names) are raised when the class is registered
 (``EntitySpec.of``, which every Host, Client and Runtime does first). This file
 deliberately does not use ``from __future__ import annotations``, so the entity classes
@@ -15,7 +15,17 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from actors import DefinitionError, Entity, EntityCatalog, EntitySpec, apply, query, signal, update
+from actors import (
+    CommandContext,
+    DefinitionError,
+    Entity,
+    EntityCatalog,
+    EntitySpec,
+    InvalidArgumentsError,
+    apply,
+    command,
+    query,
+)
 from eventstore import DomainEvent, RegistryError, upcaster
 
 
@@ -46,8 +56,8 @@ def _raises(pattern: str) -> Any:
 def test_missing_argument_annotation() -> None:
     with _raises(r"argument 'amount' needs a type annotation"):
 
-        @update
-        def deposit(self, amount) -> None:  # type: ignore[no-untyped-def]
+        @command
+        def deposit(self, ctx: CommandContext, amount) -> None:  # type: ignore[no-untyped-def]
             return None
 
 
@@ -59,60 +69,73 @@ def test_missing_event_annotation_on_apply() -> None:
             return None
 
 
-@pytest.mark.parametrize("decorator", [signal, update, query])
-def test_var_positional_arguments(decorator: Handler) -> None:
+def test_var_positional_arguments() -> None:
     with _raises(r"\*args is not allowed; every argument must be named and typed"):
 
-        @decorator
-        def handler(self: Any, *args: int) -> None:
+        @command
+        def handler(self: Any, ctx: CommandContext, *args: int) -> None:
+            return None
+
+    with _raises(r"\*args is not allowed; every argument must be named and typed"):
+
+        @query
+        def read(self: Any, *args: int) -> int:
+            return 0
+
+
+def test_a_command_takes_its_context_second() -> None:
+    with _raises(r"must take \(self, ctx: CommandContext, ...\)"):
+
+        @command
+        def handler(self: Any) -> None:
             return None
 
 
 def test_var_keyword_arguments() -> None:
     with _raises(r"\*kw is not allowed"):
 
-        @signal
-        def handler(self: Any, **kw: int) -> None:
+        @command
+        def handler(self: Any, ctx: CommandContext, **kw: int) -> None:
             return None
 
 
-@pytest.mark.parametrize("decorator", [signal, update, query])
+@pytest.mark.parametrize("decorator", [command, query])
 def test_async_handler(decorator: Handler) -> None:
     with _raises(r"must be a plain synchronous method"):
 
         @decorator
-        async def handler(self: Any) -> None:
+        async def handler(self: Any, ctx: CommandContext) -> None:
             return None
 
 
 def test_generator_handler() -> None:
     with _raises(r"must be a plain synchronous method"):
 
-        @update
-        def handler(self: Any) -> Any:
+        @command
+        def handler(self: Any, ctx: CommandContext) -> Any:
             yield 1
 
 
 def test_positional_only_argument() -> None:
     with _raises(r"argument 'x' is positional-only; arguments arrive by name"):
 
-        @update
-        def handler(self: Any, x: int, /) -> None:
+        @command
+        def handler(self: Any, ctx: CommandContext, x: int, /) -> None:
             return None
 
 
 def test_underscore_argument_name() -> None:
     with _raises(r"argument names may not start with '_'"):
 
-        @update
-        def handler(self: Any, _secret: int) -> None:
+        @command
+        def handler(self: Any, ctx: CommandContext, _secret: int) -> None:
             return None
 
 
 def test_method_without_self() -> None:
     with _raises(r"must be a method taking self first"):
 
-        @update
+        @command
         def handler(x: int) -> None:
             return None
 
@@ -126,8 +149,8 @@ def test_not_a_function() -> None:
 def test_handler_name_must_fit_in_urls(name: str) -> None:
     with _raises(r"must be a letter followed by up to 63 letters"):
 
-        @update(name=name)
-        def handler(self: Any) -> None:
+        @command(name=name)
+        def handler(self: Any, ctx: CommandContext) -> None:
             return None
 
 
@@ -139,53 +162,87 @@ def test_apply_takes_exactly_one_event() -> None:
             return None
 
 
-def test_decorators_return_the_function_unchanged() -> None:
-    def deposit(self: Any, amount: int) -> int:
+def test_decorators_make_a_reference_that_keeps_the_function() -> None:
+    def deposit(self: Any, ctx: CommandContext, amount: int) -> int:
         return amount
 
-    assert update(deposit) is deposit
-    assert update(name="put")(deposit) is deposit
+    ref = command(deposit)
+    assert (ref.fn, ref.name, ref.kind) == (deposit, "deposit", "command")
+    renamed = command(name="put")(deposit)
+    assert (renamed.fn, renamed.name) == (deposit, "put")
+    with_options = ref.options(timeout=3)
+    assert with_options.call_options.timeout == 3
+    assert ref.call_options.timeout is None  # options make a new reference
+
+
+def test_a_reference_binds_positional_arguments_by_declaration_order() -> None:
+    from tests.actors_tests.support import Counter
+
+    assert Counter.add.arguments((5,), {}) == {"by": 5}
+    assert Counter.add.arguments((), {"by": 5}) == {"by": 5}
+    with pytest.raises(InvalidArgumentsError, match="both by position and by name"):
+        Counter.add.arguments((5,), {"by": 5})
+    with pytest.raises(InvalidArgumentsError, match="takes at most 1 arguments"):
+        Counter.add.arguments((5, 6), {})
+
+
+def test_an_inherited_handler_names_the_subclass() -> None:
+    class Base(Entity[S]):
+        @command
+        def go(self, ctx: CommandContext) -> int:
+            return 1
+
+        @apply
+        def on(self, event: Bumped) -> None:
+            self.state.n += 1
+
+    class Child(Base):
+        pass
+
+    assert Base.go.entity is Base
+    assert Child.go.entity is Child
+    assert EntitySpec.of(Child).compiled(Child.go).fn is Base.__dict__["go"].fn
 
 
 # -- errors raised when the class is registered ------------------------------------------
 
 
-def test_signal_returning_a_value() -> None:
+def test_a_query_must_return_a_value() -> None:
     class Bad(Entity[S]):
-        @signal
-        def ping(self) -> int:
-            return 1
+        @query
+        def nothing(self) -> None:
+            return None
 
         @apply
         def on(self, event: Bumped) -> None:
             self.state.n += 1
 
-    with _raises(r"@signal .*ping returns <class 'int'>; signals answer nothing"):
+    with _raises(r"@query .*nothing must return a value"):
         EntitySpec.of(Bad)
 
 
 def test_update_without_return_annotation() -> None:
     class Bad(Entity[S]):
-        @update
-        def ping(self):  # type: ignore[no-untyped-def]
+        @command
+        def ping(self, ctx: CommandContext):  # type: ignore[no-untyped-def]
             return 1
 
         @apply
         def on(self, event: Bumped) -> None:
             self.state.n += 1
 
-    with _raises(r"needs a return annotation \(-> None if it returns nothing\)"):
+    with _raises(r"needs a return annotation \(-> None if it answers nothing\)"):
         EntitySpec.of(Bad)
 
 
 def test_two_handlers_with_one_name() -> None:
     class Bad(Entity[S]):
-        @update(name="go")
-        def go_fast(self) -> None:
+        @command(name="go")
+        def go_fast(self, ctx: CommandContext) -> None:
             return None
 
-        @signal(name="go")
-        def go_slow(self) -> None:
+        @command(name="go")
+        def go_slow(self, ctx: CommandContext) -> None:
             return None
 
         @apply
@@ -198,8 +255,8 @@ def test_two_handlers_with_one_name() -> None:
 
 def test_subclass_may_override_a_handler() -> None:
     class Base(Entity[S]):
-        @update
-        def go(self) -> int:
+        @command
+        def go(self, ctx: CommandContext) -> int:
             return 1
 
         @apply
@@ -207,13 +264,13 @@ def test_subclass_may_override_a_handler() -> None:
             self.state.n += 1
 
     class Child(Base):
-        @update
-        def go(self) -> int:
+        @command
+        def go(self, ctx: CommandContext) -> int:
             return 2
 
     spec = EntitySpec.of(Child)
-    assert spec.command("go").fn is Child.__dict__["go"]
-    assert EntitySpec.of(Base).command("go").fn is Base.__dict__["go"]
+    assert spec.command("go").fn is Child.__dict__["go"].fn
+    assert EntitySpec.of(Base).command("go").fn is Base.__dict__["go"].fn
 
 
 def test_apply_without_a_domain_event_annotation() -> None:
@@ -281,8 +338,8 @@ def test_entity_without_a_state_model() -> None:
 
 def test_entity_without_apply_methods() -> None:
     class Bad(Entity[S]):
-        @update
-        def go(self) -> None:
+        @command
+        def go(self, ctx: CommandContext) -> None:
             return None
 
     with _raises(r"has no @apply methods, so it has no events"):
@@ -291,8 +348,8 @@ def test_entity_without_apply_methods() -> None:
 
 def test_unresolvable_annotation() -> None:
     class Bad(Entity[S]):
-        @update
-        def go(self, x: "NoSuchType") -> None:  # type: ignore[name-defined]  # noqa: F821
+        @command
+        def go(self, ctx: CommandContext, x: "NoSuchType") -> None:  # type: ignore[name-defined]  # noqa: F821
             return None
 
         @apply
@@ -382,7 +439,8 @@ def test_argument_models_come_from_the_signature() -> None:
         "quantity",
         "unit_price",
     }
-    assert deposit.kind == "update"
+    assert deposit.kind == "command"
+    assert deposit.answers
     assert deposit.doc == "Add money; returns the new balance."
 
 
@@ -390,6 +448,6 @@ def test_defaults_of_the_signature_apply() -> None:
     from tests.actors_tests.support import Counter
 
     bump = EntitySpec.of(Counter).command("bump")
-    assert bump.kind == "signal"
+    assert (bump.kind, bump.answers) == ("command", False)
     assert bump.parse({}).model_dump() == {"by": 1}
     assert bump.parse({"by": 5}).model_dump() == {"by": 5}

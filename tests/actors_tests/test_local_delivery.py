@@ -19,7 +19,7 @@ from tests.actors_tests.conftest import ALL_ENTITIES
 
 
 def _env(address: str, n: int) -> Envelope:
-    return Envelope(address=address, kind="signal", name="deposit", args={"n": n})
+    return Envelope(address=address, kind="command", name="deposit", args={"n": n})
 
 
 def _names(deliveries: list[Envelope]) -> list[int]:
@@ -108,7 +108,7 @@ def test_draining_returns_everything_and_forgets_the_partitions() -> None:
 
 
 def _open(address: str, owner: str) -> Envelope:
-    return Envelope(address=address, kind="signal", name="open", args={"owner": owner})
+    return Envelope(address=address, kind="command", name="open", args={"owner": owner})
 
 
 def test_a_worker_handles_messages_to_its_own_partitions_without_the_broker(
@@ -120,12 +120,12 @@ def test_a_worker_handles_messages_to_its_own_partitions_without_the_broker(
         assert host.worker.step() == 0  # joins, owns both partitions
         host.worker.dispatch(_open("Account/x", "Ada"))
         host.worker.dispatch(
-            Envelope(address="Account/x", kind="signal", name="deposit", args={"amount": "7"})
+            Envelope(address="Account/x", kind="command", name="deposit", args={"amount": "7"})
         )
         assert host.worker.step() == 2
         assert host.worker.stats.local_messages == 2
         assert all(mailbox.log_length(p) == 0 for p in range(2))  # nothing in the logs
-        assert Decimal(host.client.query(Account, "x", "balance").result) == Decimal("7")
+        assert Decimal(host.client.query(Account.balance, "x").result) == Decimal("7")
         # A batch of only co-located messages claims the partition's position unmoved.
         partition = mailbox.partition_of("Account/x")
         assert host.store.position(position_name(mailbox, partition)) == 0
@@ -165,7 +165,7 @@ def test_a_zombie_cannot_commit_a_batch_of_co_located_messages(store_url: str) -
     name = position_name(mb_a, 0)
     try:
         assert a.worker.step() == 0 and b.worker.step() == 0
-        a.client.signal(Account, "x", "open", owner="Ada")
+        a.client.signal(Account.open, "x", owner="Ada")
         assert a.worker.step() == 1
         assert a.store.position(name) == 1
 
@@ -194,13 +194,13 @@ def test_a_worker_that_lets_go_sends_what_it_kept_through_the_broker(store_url: 
         assert a.worker.step() == 0
         a.worker.dispatch(_open("Account/x", "Ada"))
         a.worker.dispatch(
-            Envelope(address="Account/x", kind="signal", name="deposit", args={"amount": "2"})
+            Envelope(address="Account/x", kind="command", name="deposit", args={"amount": "2"})
         )
         assert mailbox.log_length(0) == 0
         a.worker.close()  # stops before handling them
         assert mailbox.log_length(0) == 2
         assert b.worker.step() == 2
-        assert Decimal(b.client.query(Account, "x", "balance").result) == Decimal("2")
+        assert Decimal(b.client.query(Account.balance, "x").result) == Decimal("2")
     finally:
         a.stop()
         b.stop()
@@ -214,7 +214,7 @@ def test_a_co_located_message_whose_handler_crashes_is_dead_lettered_whole(
     host = Host(store_url, ALL_ENTITIES, mailbox=mailbox, run_worker=False)
     try:
         assert host.worker.step() == 0
-        crash = Envelope(address="Counter/c", kind="signal", name="crash")
+        crash = Envelope(address="Counter/c", kind="command", name="crash")
         host.worker.dispatch(crash)
         assert host.worker.step() == 1
         (parked,) = mailbox.dead_letters

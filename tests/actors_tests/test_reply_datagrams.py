@@ -13,26 +13,28 @@ import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from actors import Envelope, Host, Reply
+from actors import Envelope, Host
+from actors.envelopes import OUTCOMES
 from actors.mailbox.kafka import KafkaMailbox
 from actors.mailbox.reply_datagrams import (
     MAX_DATAGRAM,
-    REPLIES,
     DatagramReceiver,
     DatagramSender,
     advertised_host,
     split_route,
     with_datagrams,
 )
+from eventstore import Outcome
 from eventstore.kafka.io import KafkaSettings
 from examples.shop import ENTITIES
 
 
-def _reply(n: int, result: object = None) -> Reply:
-    return Reply(command_id=f"c{n}", address="Account/a", status="applied", result=result)
+def _reply(n: int, result: object = None) -> Outcome[Any]:
+    return Outcome(f"c{n}", "Account/a", "deposit", "applied", result)
 
 
 def test_a_route_names_its_topic_and_its_datagram_address() -> None:
@@ -56,10 +58,10 @@ def test_the_advertised_host_is_a_setting_or_this_hosts_address() -> None:
 
 class _Inbox:
     def __init__(self) -> None:
-        self.batches: list[list[Reply]] = []
+        self.batches: list[list[Outcome[Any]]] = []
         self.arrived = threading.Event()
 
-    def __call__(self, replies: Sequence[Reply]) -> None:
+    def __call__(self, replies: Sequence[Outcome[Any]]) -> None:
         self.batches.append(list(replies))
         self.arrived.set()
 
@@ -70,7 +72,7 @@ def test_a_datagram_reaches_the_receiver_of_its_topic_and_no_other() -> None:
     sender = DatagramSender()
     stray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        payload = REPLIES.dump_json([_reply(1), _reply(2)])
+        payload = OUTCOMES.dump_json([_reply(1), _reply(2)])
         sender.send(receiver.address, "ns.replies.other", payload)  # an earlier process's
         stray.sendto(b"ns.replies.mine\nnot json", receiver.address)
         stray.sendto(b"\x00garbage", receiver.address)
@@ -90,7 +92,7 @@ def test_a_batch_too_large_for_a_datagram_is_left_to_the_topic() -> None:
     receiver = DatagramReceiver("127.0.0.1", "t", inbox)
     sender = DatagramSender()
     try:
-        big = REPLIES.dump_json([_reply(1, "x" * MAX_DATAGRAM)])
+        big = OUTCOMES.dump_json([_reply(1, "x" * MAX_DATAGRAM)])
         sender.send(receiver.address, "t", big)
         assert sender.sent == 0
         assert not inbox.arrived.wait(0.3)
@@ -110,11 +112,11 @@ def _host(tmp_path: Path, bootstrap: str, namespace: str) -> tuple[Host, KafkaMa
     return host, mailbox
 
 
-def _ask(mailbox: KafkaMailbox, name: str, **args: object) -> Reply:
+def _ask(mailbox: KafkaMailbox, name: str, **args: object) -> Outcome[Any]:
     channel = mailbox.reply_channel()
     try:
         env = Envelope(
-            address="Account/a", kind="update", name=name, args=args, reply_to=channel.route
+            address="Account/a", kind="command", name=name, args=args, reply_to=channel.route
         )
         answer = channel.expect(env.command_id)
         mailbox.send(env).result(10)
@@ -134,7 +136,7 @@ def test_an_update_is_answered_by_datagram(
             assert "#udp=127.0.0.1:" in channel.route
             env = Envelope(
                 address="Account/a",
-                kind="update",
+                kind="command",
                 name="open",
                 args={"owner": "Ada"},
                 reply_to=channel.route,
@@ -176,7 +178,7 @@ def test_a_bad_datagram_address_in_a_route_does_not_stop_the_worker(
             for n, bad in enumerate(("127.0.0.1:99999", "no-such-host.invalid:5000")):
                 env = Envelope(
                     address=f"Account/b{n}",
-                    kind="update",
+                    kind="command",
                     name="open",
                     args={"owner": "Bo"},
                     reply_to=f"{topic_route}#udp={bad}",

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel
 
-from actors import Entity, Host, InMemoryMailbox, apply, update
+from actors import CommandContext, Entity, Host, InMemoryMailbox, apply, command
 from eventstore import Commit, DomainEvent, EventRegistry, RecordedEvent, Snapshot, Store
 
 pytestmark = pytest.mark.anyio
@@ -25,9 +25,9 @@ class CounterState(BaseModel):
 class Counter(Entity[CounterState]):
     type_name = "LoadFailCounter"
 
-    @update
-    def add(self, n: int) -> int:
-        self.emit(Counted(n=n))
+    @command
+    def add(self, ctx: CommandContext, n: int) -> int:
+        ctx.emit(Counted(n=n))
         return self.state.total
 
     @apply
@@ -51,8 +51,8 @@ async def test_an_apply_that_raises_dead_letters_the_command_and_the_worker_goes
     mailbox = InMemoryMailbox(partitions=1)
     async with Host(store_url, [Counter], mailbox=mailbox) as host:
         client = host.client
-        doomed = client.signal(Counter, "bad", "add", n=1)
-        fine = await client.update(Counter, "good", "add", n=5)
+        doomed = client.signal(Counter.add, "bad", n=1)
+        fine = await client.update(Counter.add, "good", n=5)
         assert fine.result == 5
         outcome = client.outcome(doomed)
         assert outcome is not None and outcome.status == "dead_lettered"
@@ -68,5 +68,5 @@ async def test_a_snapshot_of_an_old_shape_is_passed_over_for_a_replay(store_url:
     stale = Snapshot("LoadFailCounter/c", 2, "LoadFailCounter@1", {"total": "lots"})
     _seed(store_url, events, (stale,))
     async with Host(store_url, [Counter], mailbox=InMemoryMailbox(partitions=1)) as host:
-        result = await host.client.update(Counter, "c", "add", n=Decimal(10))
+        result = await host.client.update(Counter.add, "c", n=Decimal(10))
         assert (result.result, result.version) == (13, 4)

@@ -24,7 +24,7 @@ from actors import Client, EntityCatalog, EntitySpec, InMemoryMailbox
 from eventstore import Store
 from examples.shop import Account, Cart, InventoryItem
 from tests.actors_tests.conftest import ALL_ENTITIES
-from tests.actors_tests.support import Driver, command
+from tests.actors_tests.support import Driver, message
 
 Command = tuple[str, dict[str, Any]]
 
@@ -86,7 +86,7 @@ def _check_snapshot_equals_replay(
     address = spec.address(entity_id)
     driver = Driver(store, ALL_ENTITIES, snapshot_every=every)
     for batch in _batches(commands, sizes):
-        driver.run([command(entity, entity_id, name, **args) for name, args in batch])
+        driver.run([message(entity, entity_id, name, **args) for name, args in batch])
     version = store.last_version(address)
 
     full = spec.rehydrate(entity_id, store.load(address))
@@ -139,10 +139,10 @@ def test_account_balance_follows_the_rules(
     """The same sequences checked against a plain model: rejected withdrawals change nothing."""
     entity_id = uuid.uuid4().hex
     driver = Driver(store, ALL_ENTITIES, snapshot_every=every)
-    driver.run([command(Account, entity_id, "open", owner="Ada")])
+    driver.run([message(Account, entity_id, "open", owner="Ada")])
     balance, version = 0, 1
     for name, amount in ops:
-        reply = driver.reply(command(Account, entity_id, name, amount=str(amount)))
+        reply = driver.reply(message(Account, entity_id, name, amount=str(amount)))
         if name == "deposit" or amount <= balance:
             balance += amount if name == "deposit" else -amount
             version += 1

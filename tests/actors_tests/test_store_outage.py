@@ -43,15 +43,15 @@ async def test_the_worker_survives_its_connections_being_cut(pg_url: str, app_na
     assert os.environ["PGAPPNAME"] == app_name
     async with Host(pg_url, ENTITIES, mailbox=InMemoryMailbox(partitions=2)) as host:
         client = host.client
-        await client.update(Account, "a", "open", owner="x")
+        await client.update(Account.open, "a", owner="x")
         for _ in range(5):
-            await client.update(Account, "a", "deposit", amount=1)
+            await client.update(Account.deposit, "a", amount=1)
         assert _cut_connections(app_name) >= 1
         for _ in range(5):
-            await client.update(Account, "a", "deposit", amount=1, timeout=30)
-        ids = [client.signal(Account, "a", "deposit", amount=1) for _ in range(20)]
+            await client.update(Account.deposit.options(timeout=30), "a", amount=1)
+        ids = [client.signal(Account.deposit, "a", amount=1) for _ in range(20)]
         assert _cut_connections(app_name) >= 1
-        last = await client.update(Account, "a", "deposit", amount=1, timeout=30)
+        last = await client.update(Account.deposit.options(timeout=30), "a", amount=1)
         assert all(client.outcome(i) is not None for i in ids)
         assert last.version == 1 + 5 + 5 + 20 + 1
         assert client.state(Account, "a").state.balance == Decimal(31)
@@ -66,7 +66,7 @@ async def test_a_commit_whose_answer_was_lost_still_answers_its_caller(store_url
 
     async with Host(store_url, ENTITIES, mailbox=InMemoryMailbox(partitions=1)) as host:
         client = host.client
-        await client.update(Account, "b", "open", owner="x")
+        await client.update(Account.open, "b", owner="x")
         store = host.store
         real_commit = store.commit
         lost: list[Commit] = []
@@ -79,8 +79,8 @@ async def test_a_commit_whose_answer_was_lost_still_answers_its_caller(store_url
             return ids
 
         store.commit = commit_then_lose_the_answer  # type: ignore[method-assign]
-        result = await client.update(Account, "b", "deposit", amount=7, timeout=15)
-        assert (result.result, result.version) == ("7", 2)
+        result = await client.update(Account.deposit.options(timeout=15), "b", amount=7)
+        assert (result.result, result.version) == (Decimal("7"), 2)
         assert lost, "the failure was injected"
         assert host.worker.stats.conflicts == 1  # the retry found its own commit
         assert client.state(Account, "b").state.balance == Decimal(7)  # applied once

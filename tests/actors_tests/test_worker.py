@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from actors import CommandFailedError, Host, InMemoryMailbox, UpdateResult
+from actors import CommandFailedError, Host, InMemoryMailbox
 from actors.mailbox.protocol import position_name
-from eventstore import Store
+from eventstore import Outcome, Store
 from examples.shop import ENTITIES, Account
 from tests.actors_tests.conftest import ALL_ENTITIES
 from tests.actors_tests.support import Counter
@@ -35,11 +36,11 @@ def test_poison_messages_are_dead_lettered_and_the_partition_keeps_flowing(
     host = Host(store_url, ALL_ENTITIES, mailbox=mailbox, run_worker=False)
     try:
         client = host.client
-        first = client.signal(Counter, "c", "add", by=1)
+        first = client.signal(Counter.add, "c", by=1)
         mailbox.append_raw(0, b"\x00not an envelope")
-        crash = client.signal(Counter, "c", "add_then_crash", by=100)
-        plain_crash = client.signal(Counter, "c", "crash")
-        after = client.signal(Counter, "c", "add", by=2)
+        crash = client.signal(Counter.add_then_crash, "c", by=100)
+        plain_crash = client.signal(Counter.crash, "c")
+        after = client.signal(Counter.add, "c", by=2)
         assert host.worker.step() == 5
 
         undecodable, crashed, crashed_plain = mailbox.dead_letters
@@ -67,11 +68,11 @@ def test_poison_messages_are_dead_lettered_and_the_partition_keeps_flowing(
         assert host.store.position(position_name(mailbox, 0)) == 5
 
         # Later messages on the partition are processed too.
-        later = client.signal(Counter, "c", "add", by=3)
+        later = client.signal(Counter.add, "c", by=3)
         mailbox.append_raw(0, b"{}")
         assert host.worker.step() == 2
         assert host.store.outcome(later) is not None
-        assert host.client.query(Counter, "c", "value").result == 6
+        assert host.client.query(Counter.value, "c").result == 6
         assert len(mailbox.dead_letters) == 4
     finally:
         host.stop()
@@ -82,10 +83,10 @@ def test_an_update_whose_handler_crashes_fails_for_its_caller(store_url: str) ->
     async def main() -> None:
         async with Host(store_url, ALL_ENTITIES) as host:
             with pytest.raises(CommandFailedError) as failed:
-                await host.client.update(Counter, "c", "add_then_crash", by=1, timeout=5)
+                await host.client.update(Counter.add_then_crash.options(timeout=5), "c", by=1)
             assert failed.value.status == "dead_lettered"
             assert failed.value.reason == "RuntimeError: boom after adding 1"
-            ok = await host.client.update(Counter, "c", "add", by=2, timeout=5)
+            ok = await host.client.update(Counter.add.options(timeout=5), "c", by=2)
             assert (ok.result, ok.version) == (2, 1)
 
     asyncio.run(main())
@@ -104,7 +105,7 @@ def test_a_zombie_worker_cannot_commit_and_resyncs(store_url: str) -> None:
         assert a.worker.step() == 0 and b.worker.step() == 0  # both take partition 0
         assert a.worker.owned == b.worker.owned == [0]
 
-        a.client.signal(Account, "x", "open", owner="Ada")
+        a.client.signal(Account.open, "x", owner="Ada")
         assert a.worker.step() == 1
         assert a.store.position(name) == 1
 
@@ -117,13 +118,13 @@ def test_a_zombie_worker_cannot_commit_and_resyncs(store_url: str) -> None:
         assert b.runtime.cached == 0
 
         # Resynced, b goes on from the tracked position, and now a is the stale one.
-        b.client.signal(Account, "x", "deposit", amount=Decimal("10"))
+        b.client.signal(Account.deposit, "x", amount=Decimal("10"))
         assert b.worker.step() == 1
         assert b.store.position(name) == 2
         assert a.worker.step() == 0
         assert a.worker.stats.conflicts == 1
         assert a.runtime.cached == 0
-        a.client.signal(Account, "x", "deposit", amount=Decimal("5"))
+        a.client.signal(Account.deposit, "x", amount=Decimal("5"))
         assert a.worker.step() == 1
         assert b.worker.step() == 0
         assert b.worker.stats.conflicts == 2
@@ -146,17 +147,17 @@ def test_a_stale_worker_with_a_cached_actor_writes_nothing(store_url: str) -> No
     b = Host(store_url, ENTITIES, mailbox=mailbox, group="b", run_worker=False)
     name = position_name(mailbox, 0)
     try:
-        a.client.signal(Account, "x", "open", owner="Ada")
+        a.client.signal(Account.open, "x", owner="Ada")
         assert a.worker.step() == 1
         assert b.worker.step() == 0  # conflict: a already committed offset 0
         assert b.worker.step() == 0  # resynced, nothing new
         # a deposit is handled by a first, then b, which still tracks position 1 ...
-        a.client.signal(Account, "x", "deposit", amount=Decimal("3"))
-        a.client.signal(Account, "y", "open", owner="Yan")
+        a.client.signal(Account.deposit, "x", amount=Decimal("3"))
+        a.client.signal(Account.open, "y", owner="Yan")
         assert a.worker.step() == 2
         # ... and b processes the same deposit on an actor it loads at v2 (a's view), but
         # its tracked position is 1, not 3: nothing of b's batch may land.
-        a.client.signal(Account, "x", "deposit", amount=Decimal("4"))
+        a.client.signal(Account.deposit, "x", amount=Decimal("4"))
         assert b.worker.step() == 0
         assert b.store.last_version("Account/x") == 2
         assert b.store.position(name) == 3
@@ -174,21 +175,24 @@ def test_a_stale_worker_with_a_cached_actor_writes_nothing(store_url: str) -> No
 def test_the_same_command_id_is_applied_once_across_restarts(store_url: str) -> None:
     mailbox = InMemoryMailbox()  # the log outlives the workers, as a broker's would
 
-    async def first_run() -> UpdateResult:
+    async def first_run() -> Outcome[Any]:
         async with Host(store_url, ENTITIES, mailbox=mailbox) as host:
             client = host.client
-            await client.update(Account, "a", "open", owner="Ada")
-            first = await client.update(Account, "a", "deposit", amount="10", command_id="d1")
-            second = await client.update(Account, "a", "deposit", amount="10", command_id="d1")
-            assert first == second == UpdateResult("d1", "10", 2)
-            client.signal(Account, "a", "deposit", amount="10", command_id="d1")
-            await client.update(Account, "a", "deposit", amount="1")
+            await client.update(Account.open, "a", owner="Ada")
+            first = await client.update(Account.deposit.options(command_id="d1"), "a", amount="10")
+            second = await client.update(Account.deposit.options(command_id="d1"), "a", amount="10")
+            assert first == second
+            assert (first.command_id, first.result, first.version) == ("d1", Decimal("10"), 2)
+            client.signal(Account.deposit.options(command_id="d1"), "a", amount="10")
+            await client.update(Account.deposit, "a", amount="1")
             assert host.store.last_version("Account/a") == 3
             return first
 
-    async def second_run(first: UpdateResult) -> None:
+    async def second_run(first: Outcome[Any]) -> None:
         async with Host(store_url, ENTITIES, mailbox=mailbox) as host:
-            again = await host.client.update(Account, "a", "deposit", amount="10", command_id="d1")
+            again = await host.client.update(
+                Account.deposit.options(command_id="d1"), "a", amount="10"
+            )
             assert again == first
             assert host.store.last_version("Account/a") == 3
             assert _balance(host, "a") == Decimal("11")
@@ -204,9 +208,9 @@ def test_concurrent_updates_of_one_entity_are_serialised(store_url: str) -> None
     async def main() -> None:
         async with Host(store_url, ENTITIES) as host:
             client = host.client
-            await client.update(Account, "a", "open", owner="Ada")
+            await client.update(Account.open, "a", owner="Ada")
             results = await asyncio.gather(
-                *(client.update(Account, "a", "deposit", amount="1") for _ in range(50))
+                *(client.update(Account.deposit, "a", amount="1") for _ in range(50))
             )
             assert sorted(r.version or 0 for r in results) == list(range(2, 52))
             balances = sorted(Decimal(r.result) for r in results)
@@ -220,10 +224,10 @@ def test_a_new_in_memory_log_does_not_inherit_old_positions(store_url: str) -> N
     """A fresh in-memory mailbox is a new log: messages sent before the worker first polls
     must not be skipped because an earlier log of the same store had reached that offset."""
     with Host(store_url, ENTITIES) as host:
-        asyncio.run(host.client.update(Account, "a", "open", owner="Ada"))
+        asyncio.run(host.client.update(Account.open, "a", owner="Ada"))
     host = Host(store_url, ENTITIES, run_worker=False)
     try:
-        host.client.signal(Account, "a", "deposit", amount="5")
+        host.client.signal(Account.deposit, "a", amount="5")
         assert host.worker.step() == 1
         assert _balance(host, "a") == Decimal("5")
     finally:

@@ -18,14 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
-from actors import Host, InMemoryMailbox, Mailbox
+from actors import InMemoryMailbox, Mailbox
 from actors.mailbox.kafka import KafkaMailbox
 from api.app import AppParts, create_app
 from api.server import ServerThread
 from api.settings import Settings
-from api.wiring import Domain
 from eventstore.kafka.io import KafkaSettings
-from tests.api_tests.support import API_ENTITIES, API_WORKFLOWS
+from sagas import Host
+from tests.api_tests.support import API_DOMAIN
 from tests.conftest import PG_BASE, drop_pg_schema, new_pg_schema
 
 
@@ -76,11 +76,8 @@ def running_stack(
     # A group of its own: stacks share the broker, and a group spanning them would rebalance
     # every stack whenever another one starts or stops.
     group = f"workers-{uuid.uuid4().hex[:10]}"
-    domain = Domain.assemble(API_ENTITIES, workflows=API_WORKFLOWS)
-    host = Host(
+    host = API_DOMAIN.host(
         store_url,
-        domain.entities,
-        kinds=domain.kinds,
         mailbox=mailbox,
         run_worker=run_worker,
         group=group,

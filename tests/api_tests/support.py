@@ -1,5 +1,6 @@
-"""A test entity that covers what the shop does not: a @signal handler, a handler that
-crashes (dead letter), a query that misbehaves, list-typed query arguments; and a test
+"""A test entity that covers what the shop does not: a command that answers nothing, a
+handler that crashes (dead letter), a query that changes its copy, list-typed query
+arguments; and a test
 workflow that waits for a signal (the order saga never does), with queries that take
 arguments."""
 
@@ -10,10 +11,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from actors import Entity, Rejected, apply, query, signal, update
+from actors import CommandContext, Entity, Rejected, apply, command, query
 from eventstore import DomainEvent
 from examples.shop import ENTITIES, WORKFLOWS, Account
-from sagas import Workflow, WorkflowContext, WorkflowView
+from sagas import Domain, Workflow, WorkflowContext, WorkflowView
 
 
 class GadgetState(BaseModel):
@@ -22,31 +23,35 @@ class GadgetState(BaseModel):
 
 
 class Bumped(DomainEvent):
+    event_type = "Bumped"
     by: int
 
 
 class Noted(DomainEvent):
+    event_type = "Noted"
     note: str
 
 
 class Gadget(Entity[GadgetState]):
     """A counter with notes."""
 
-    @signal
-    def note(self, text: Annotated[str, Field(min_length=1, max_length=100)]) -> None:
+    @command
+    def note(
+        self, ctx: CommandContext, text: Annotated[str, Field(min_length=1, max_length=100)]
+    ) -> None:
         """Attach a note."""
-        self.emit(Noted(note=text))
+        ctx.emit(Noted(note=text))
 
-    @update
-    def bump(self, by: Annotated[int, Field(ge=1, le=1000)] = 1) -> int:
+    @command
+    def bump(self, ctx: CommandContext, by: Annotated[int, Field(ge=1, le=1000)] = 1) -> int:
         """Add to the count; returns the new count."""
         if self.state.count + by > 10_000:
             raise Rejected("the count may not exceed 10000")
-        self.emit(Bumped(by=by))
+        ctx.emit(Bumped(by=by))
         return self.state.count
 
-    @update
-    def explode(self) -> None:
+    @command
+    def explode(self, ctx: CommandContext) -> None:
         """A handler with a bug."""
         raise RuntimeError("boom")
 
@@ -61,7 +66,7 @@ class Gadget(Entity[GadgetState]):
 
     @query
     def sneaky(self) -> int:
-        """A query with a bug: it changes state."""
+        """A query with a bug: it changes the state it sees (a copy)."""
         self.state.count += 1
         return self.state.count
 
@@ -96,25 +101,23 @@ transfer = Workflow(
     "Transfer",
     input=TransferInput,
     output=TransferResult,
-    signals={
-        "approve": Approval,
-        "note": Annotated[str, Field(min_length=1, max_length=100)],
-        "nudge": None,
-    },
     description="Hold the amount, wait for a person's approval, then pay it to the target.",
 )
+approve = transfer.signal("approve", Approval)
+note = transfer.signal("note", Annotated[str, Field(min_length=1, max_length=100)])
+nudge = transfer.signal("nudge")
 
 
 @transfer.run
 async def run_transfer(ctx: WorkflowContext, t: TransferInput) -> TransferResult:
     ctx.memo["stage"] = "holding"
-    with ctx.compensation(Account, t.source, "deposit", amount=t.amount):
-        await ctx.call(Account, t.source, "withdraw", amount=t.amount)
+    with ctx.compensation(Account.deposit, t.source, amount=t.amount):
+        await ctx.call(Account.withdraw, t.source, amount=t.amount)
     ctx.memo["stage"] = "waiting"
-    approval: Approval = await ctx.wait_signal("approve")
+    approval = await ctx.wait_signal(approve)
     ctx.memo["stage"] = "paying"
     ctx.memo["approved_by"] = approval.by
-    await ctx.call(Account, t.target, "deposit", amount=t.amount)
+    await ctx.call(Account.deposit, t.target, amount=t.amount)
     ctx.memo["stage"] = "paid"
     return TransferResult(approved_by=approval.by, amount=t.amount)
 
@@ -134,3 +137,4 @@ def memo_value(view: WorkflowView, key: str, default: str = "-") -> str:
 
 
 API_WORKFLOWS = (*WORKFLOWS, transfer)
+API_DOMAIN = Domain(API_ENTITIES, API_WORKFLOWS)

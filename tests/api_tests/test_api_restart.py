@@ -36,7 +36,7 @@ PER_CLIENT = 150
 def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve"],
+            [sys.executable, "-m", "api.cli", "serve", "--domain", "examples.shop"],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=out,

@@ -136,7 +136,7 @@ def test_serve_runs_the_api_against_a_configured_store_and_cluster(
         "ENTITYFLOW_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
         "ENTITYFLOW_API_PORT": str(port),
     }
-    process = _start(["serve"], ROOT, env)
+    process = _start(["serve", "--domain", "examples.shop"], ROOT, env)
     url = f"http://127.0.0.1:{port}"
     _wait_ready(url, process)
     # No worker runs: the signal is accepted (durably queued) and stays pending.
@@ -146,6 +146,15 @@ def test_serve_runs_the_api_against_a_configured_store_and_cluster(
     assert status["status"] == "pending"
     out = _stop(process)
     assert f"API on {url}" in out
+
+
+@pytest.mark.parametrize("command", ["worker", "serve"])
+def test_worker_and_serve_without_a_domain_say_what_to_pass(command: str) -> None:
+    process = _start([command], ROOT, {"ENTITYFLOW_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 2, out
+    assert "name the module that exports the domain: --domain package.module" in out
+    assert "Traceback" not in out
 
 
 def test_serve_explains_a_bad_domain() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import time
+import urllib.parse
 
 import httpx
 import pytest
@@ -39,7 +42,7 @@ def test_signal_is_accepted_then_applied(stack: Stack) -> None:
     assert r.status_code == 202, r.text
     assert set(r.json()) == {"command_id"}
     outcome = stack.wait_outcome(r.json()["command_id"])
-    assert outcome == {
+    assert {k: v for k, v in outcome.items() if k != "recorded_at"} == {
         "command_id": r.json()["command_id"],
         "status": "applied",
         "address": f"Account/{account}",
@@ -47,7 +50,9 @@ def test_signal_is_accepted_then_applied(stack: Stack) -> None:
         "result": "7",
         "version": 2,
         "error": None,
+        "code": None,
     }
+    assert outcome["recorded_at"].endswith("Z")
     assert stack.http.get(f"/entities/Account/{account}").json()["state"]["balance"] == "7"
 
 
@@ -132,13 +137,35 @@ def test_invalid_arguments_are_422_with_details(
     assert stack.http.get(f"/entities/Account/{account}").json()["version"] == 1
 
 
-def test_oversized_body_is_422_and_sends_nothing(make_stack: StackFactory) -> None:
+def test_oversized_body_is_413_and_sends_nothing(make_stack: StackFactory) -> None:
     with make_stack(max_payload_bytes=2048) as s:
         huge = b'{"owner": "' + b"x" * 5000 + b'"}'
         r = s.http.post("/entities/Account/big/updates/open", content=huge)
-        assert r.status_code == 422
+        assert r.status_code == 413
         assert r.json()["error"] == "payload_too_large"
         assert s.http.get("/entities/Account/big").status_code == 404
+
+
+@pytest.mark.parametrize("entity_id", [".", ".."])
+def test_dot_ids_that_a_proxy_would_normalise_are_422(stack: Stack, entity_id: str) -> None:
+    """Sent as is (http.client, unlike httpx, does not resolve dot segments)."""
+    url = urllib.parse.urlsplit(stack.url)
+    for mode in ("signals", "updates"):
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
+        try:
+            conn.request(
+                "POST",
+                f"/entities/Account/{entity_id}/{mode}/open",
+                body=b'{"owner": "A"}',
+                headers={"content-type": "application/json"},
+            )
+            response = conn.getresponse()
+            body = json.loads(response.read())
+        finally:
+            conn.close()
+        assert response.status == 422, body
+        assert body["error"] == "invalid_arguments"
+        assert "not . or .." in body["message"]
 
 
 @pytest.mark.parametrize("entity_id", ["has space", "x" * 201, "tab%09here", "nul%00"])

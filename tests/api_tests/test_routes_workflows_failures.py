@@ -14,15 +14,15 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from actors import Host, InMemoryMailbox
+from actors import InMemoryMailbox
 from api.app import AppParts, create_app
 from api.server import ServerThread
 from api.settings import Settings
-from api.wiring import Domain, load_domain
-from eventstore import EventRegistry, Store
+from api.wiring import load_domain
+from eventstore import Store
 from eventstore.kafka import ApacheKafka
 from examples.shop import ENTITIES, Account
-from sagas import Workflow, WorkflowContext, WorkflowView
+from sagas import Domain, Workflow, WorkflowContext, WorkflowView
 from tests.api_tests.conftest import StackFactory
 
 # Deliberately global state in workflow code, so the test can change the code's decisions
@@ -35,14 +35,15 @@ class DriftInput(BaseModel):
     second: str
 
 
-drift = Workflow("Drift", input=DriftInput, signals={"go": None})
+drift = Workflow("Drift", input=DriftInput)
+go = drift.signal("go")
 
 
 @drift.run
 async def run_drift(ctx: WorkflowContext, d: DriftInput) -> None:
     account = d.first if CODE["version"] == 1 else d.second
-    await ctx.call(Account, account, "deposit", amount=1)
-    await ctx.wait_signal("go")
+    await ctx.call(Account.deposit, account, amount=1)
+    await ctx.wait_signal(go)
 
 
 @drift.query
@@ -64,10 +65,10 @@ def restore_code() -> Iterator[None]:
 def test_a_parked_execution_refuses_messages_with_409_and_says_why(
     tmp_path: Path, restore_code: None
 ) -> None:
-    domain = Domain.assemble(ENTITIES, workflows=[drift])
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}", EventRegistry())
+    domain = Domain(ENTITIES, [drift])
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}", domain.registry())
     mailbox = InMemoryMailbox(partitions=2)
-    first = Host(store, domain.entities, kinds=domain.kinds, mailbox=mailbox).start()
+    first = domain.host(store, mailbox=mailbox).start()
     app = create_app(AppParts(store, mailbox, domain, Settings(update_timeout=10)))
     try:
         with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
@@ -82,7 +83,7 @@ def test_a_parked_execution_refuses_messages_with_409_and_says_why(
             # A new deployment with different code: the new worker replays and diverges.
             first.stop()
             CODE["version"] = 2
-            second = Host(store, domain.entities, kinds=domain.kinds, mailbox=mailbox).start()
+            second = domain.host(store, mailbox=mailbox).start()
             try:
                 status = _ok(http.get("/workflows/Drift/d-1", params={"wait": "20"}))
                 assert status["status"] == "parked"
@@ -106,7 +107,7 @@ def test_a_parked_execution_refuses_messages_with_409_and_says_why(
                 # Code that replays the history again resumes it on its next load.
                 second.stop()
                 CODE["version"] = 1
-                third = Host(store, domain.entities, kinds=domain.kinds, mailbox=mailbox).start()
+                third = domain.host(store, mailbox=mailbox).start()
                 try:
                     deadline = time.monotonic() + 20
                     while _ok(http.get("/workflows/Drift/d-1"))["status"] != "running":

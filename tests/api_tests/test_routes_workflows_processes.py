@@ -142,8 +142,8 @@ def test_worker_and_serve_processes_run_the_order_saga(
         "ENTITYFLOW_API_PORT": str(port),
         "ENTITYFLOW_WORKER_GROUP": f"workers-{uuid.uuid4().hex[:8]}",
     }
-    processes.append(_spawn(["worker"], ROOT, env))
-    processes.append(_spawn(["serve"], ROOT, env))
+    processes.append(_spawn(["worker", "--domain", "examples.shop"], ROOT, env))
+    processes.append(_spawn(["serve", "--domain", "examples.shop"], ROOT, env))
     url = f"http://127.0.0.1:{port}"
     _wait_ready(url, processes)
     _run_orders(url, 12)

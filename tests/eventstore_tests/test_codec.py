@@ -11,12 +11,12 @@ from eventsourcing.persistence import StoredEvent
 
 from eventstore import (
     DomainEvent,
-    EventCodec,
     EventDecodeError,
     EventRegistry,
     RecordedEvent,
     Snapshot,
 )
+from eventstore.sql.codec import EventCodec
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 

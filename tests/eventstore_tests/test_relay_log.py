@@ -6,7 +6,7 @@ import threading
 import time
 
 from eventstore import Store
-from eventstore.stream.log import LogFollower
+from eventstore.sql.log import LogFollower
 from tests.eventstore_tests.stream_support import inventory_registry, write_restocks
 
 
@@ -17,7 +17,7 @@ def test_the_follower_hands_out_batches_in_commit_order(store_url: str) -> None:
             first = follower.take(10, 5.0)
             rest = follower.take(100, 5.0)
             assert (len(first), len(rest)) == (10, 15)
-            ids = [n.id for n in first + rest]
+            ids = [n.position for n in first + rest]
             assert ids == sorted(ids) and len(set(ids)) == 25
             started = time.monotonic()
             assert follower.take(10, 0.2) == []
@@ -27,13 +27,13 @@ def test_the_follower_hands_out_batches_in_commit_order(store_url: str) -> None:
             woken = follower.take(10, 10.0)
             woken += follower.take(10, 1.0) if len(woken) < 3 else []
             later.join()
-            assert [n.originator_version for n in woken] == [1, 2, 3]
-            assert woken[0].id > ids[-1]
+            assert [n.version for n in woken] == [1, 2, 3]
+            assert woken[0].position > ids[-1]
         with LogFollower(store, ids[19]) as resumed:
             got = resumed.take(100, 5.0)
             while len(got) < 8:
                 more = resumed.take(100, 1.0)
                 assert more, f"only {len(got)} after position {ids[19]}"
                 got += more
-        assert [n.id for n in got][:5] == ids[20:]
-        assert all(n.id > ids[19] for n in got)
+        assert [n.position for n in got][:5] == ids[20:]
+        assert all(n.position > ids[19] for n in got)

@@ -182,8 +182,10 @@ def test_relay_and_tail_without_a_cluster_say_what_to_set(
 
     monkeypatch.delenv("ENTITYFLOW_KAFKA_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.setenv("ENTITYFLOW_STORE", f"sqlite:///{tmp_path / 's.db'}")
-    assert main(["relay"]) == 2
+    assert main(["relay", "--domain", "examples.shop"]) == 2
     assert "set ENTITYFLOW_KAFKA_BOOTSTRAP_SERVERS" in capsys.readouterr().err
+    assert main(["relay"]) == 2
+    assert "name the module that exports the domain: --domain" in capsys.readouterr().err
     assert main(["relay", "--domain", "no.such.domain"]) == 2
     assert "cannot import the domain module" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:

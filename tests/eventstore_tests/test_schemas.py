@@ -22,7 +22,7 @@ from api.server import ServerThread
 from api.settings import Settings
 from api.wiring import domain_registry, load_domain
 from eventstore import Commit, DomainEvent, EventRegistry, RecordedEvent, RegistryError, Store
-from eventstore.stream.format import encode_notification
+from eventstore.stream.format import encode_entry
 from eventstore.stream.schemas import event_schema, event_schemas, hoisted, stream_record_schema
 from examples.shop import ENTITIES
 from examples.shop.accounts import AccountOpened, Deposited
@@ -72,10 +72,8 @@ def recorded_value(event: DomainEvent, address: str = "Account/a-1", version: in
         for v in range(1, version):
             store.commit(Commit(events=[RecordedEvent(address, v, event)]))
         store.commit(Commit(events=[RecordedEvent(address, version, event, command_id="c-9")]))
-        (row,) = store._recorder.select_notifications(
-            start=store.max_position(), limit=1, inclusive_of_start=True
-        )
-        return json.loads(encode_notification(store.codec, row).value)
+        (entry,) = store.log(store.max_position() - 1, 1)
+        return json.loads(encode_entry(store, entry).value)
 
 
 def test_every_shop_event_has_a_valid_schema_that_accepts_its_json() -> None:
@@ -171,6 +169,8 @@ class Line(BaseModel):
 class OrderPlaced(DomainEvent):
     """An order with lines."""
 
+    event_type = "OrderPlaced"
+
     lines: list[Line]
 
 
@@ -221,9 +221,9 @@ def test_the_cli_writes_the_document_and_the_schemas(
     monkeypatch.setenv("ENTITYFLOW_NAMESPACE", "shop")
     monkeypatch.setenv("ENTITYFLOW_PARTITIONS", "8")
     target = tmp_path / "asyncapi.json"
-    assert main(["schemas", "--output", str(target)]) == 0
+    assert main(["schemas", "--domain", "examples.shop", "--output", str(target)]) == 0
     assert json.loads(target.read_text()) == json.loads(json.dumps(shop_document()))
-    assert main(["schemas", "--format", "jsonschema"]) == 0
+    assert main(["schemas", "--domain", "examples.shop", "--format", "jsonschema"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["AccountOpened"]["required"] == ["owner"]
     assert main(["schemas", "--domain", "no.such.module"]) == 2

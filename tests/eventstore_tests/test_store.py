@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from eventsourcing.persistence import StoredEvent
 
 from eventstore import (
-    CommandOutcome,
     Commit,
     ConcurrencyConflictError,
     DomainEvent,
@@ -21,6 +21,7 @@ from eventstore import (
     EventRegistry,
     ExecutionRow,
     FencedTracking,
+    Outcome,
     RecordedEvent,
     Snapshot,
     Store,
@@ -58,8 +59,8 @@ def _events(stream: str, ns: list[int], *, start: int = 1) -> list[RecordedEvent
     ]
 
 
-def _outcome(command_id: str, version: int = 1, result: object = None) -> CommandOutcome:
-    return CommandOutcome(
+def _outcome(command_id: str, version: int = 1, result: object = None) -> Outcome[Any]:
+    return Outcome(
         command_id=command_id,
         address="s/1",
         command="add",
@@ -257,8 +258,8 @@ def test_many_outcomes_in_one_lookup(store: Store) -> None:
 
 
 def test_old_outcomes_can_be_forgotten(store: Store) -> None:
-    old = CommandOutcome("old", "s/1", "add", "applied", recorded_at=T0)
-    new = CommandOutcome("new", "s/1", "add", "applied", recorded_at=T0 + timedelta(days=2))
+    old = Outcome("old", "s/1", "add", "applied", recorded_at=T0)
+    new = Outcome("new", "s/1", "add", "applied", recorded_at=T0 + timedelta(days=2))
     store.commit(Commit(outcomes=[old, new]))
     assert store.forget_outcomes_before(T0 + timedelta(days=1)) == 1
     assert set(store.outcomes(["old", "new"])) == {"new"}

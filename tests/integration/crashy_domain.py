@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from actors import Entity, apply, update
+from actors import CommandContext, Entity, apply, command
 from eventstore import DomainEvent
 from examples.shop import ENTITIES as SHOP
 
@@ -14,18 +14,18 @@ class FragileState(BaseModel):
 
 
 class Touched(DomainEvent):
-    pass
+    event_type = "Touched"
 
 
 class Fragile(Entity[FragileState]):
-    @update
-    def touch(self) -> int:
-        self.emit(Touched())
+    @command
+    def touch(self, ctx: CommandContext) -> int:
+        ctx.emit(Touched())
         return self.state.count
 
-    @update
-    def explode(self) -> None:
-        self.emit(Touched())
+    @command
+    def explode(self, ctx: CommandContext) -> None:
+        ctx.emit(Touched())
         raise RuntimeError("handler blew up on purpose")
 
     @apply

@@ -1,8 +1,7 @@
-"""Domain module: the shop, the order saga and release 2 of ``Drift`` (a changed step 2)."""
+"""Domain module: the shop, the order saga and release 2 of ``Drift``."""
 
-from examples.shop import ENTITIES
-from tests.integration.drift_domains import kinds
+from tests.integration.drift_domains import domain
 
-KINDS = kinds("v2")
+DOMAIN = domain("v2")
 
-__all__ = ["ENTITIES", "KINDS"]
+__all__ = ["DOMAIN"]

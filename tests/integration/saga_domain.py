@@ -4,8 +4,8 @@ runs them in the saga crash tests (replies overdue after 2 s are asked for again
 from __future__ import annotations
 
 from examples.shop import ENTITIES, order_saga
-from sagas import WorkflowKind
+from sagas import Domain
 
-KINDS = (WorkflowKind(order_saga, entities=ENTITIES, resend_after=2.0),)
+DOMAIN = Domain(ENTITIES, (order_saga,), resend_after=2.0)
 
-__all__ = ["ENTITIES", "KINDS"]
+__all__ = ["DOMAIN"]

@@ -71,7 +71,7 @@ def open_shop(
         registry.merge(spec.registry)
     store = Store(pg_url, registry)
     client = Client(mailbox, store, catalog, default_timeout=60)
-    client_of = WorkflowClient(mailbox, store, [order_saga, *workflows], entities=ENTITIES)
+    client_of = WorkflowClient(mailbox, store, [order_saga, *workflows], sender=client.sender)
     return Shop(mailbox, store, client, client_of)
 
 
@@ -79,12 +79,12 @@ def seed(shop: Shop) -> None:
     async def go() -> None:
         c = shop.client
         await asyncio.gather(
-            *(c.update(Account, f"acct-{a}", "open", owner="o") for a in range(ACCOUNTS)),
-            *(c.update(InventoryItem, f"sku-{s}", "restock", quantity=10_000) for s in range(SKUS)),
+            *(c.update(Account.open, f"acct-{a}", owner="o") for a in range(ACCOUNTS)),
+            *(c.update(InventoryItem.restock, f"sku-{s}", quantity=10_000) for s in range(SKUS)),
         )
         await asyncio.gather(
             *(
-                c.update(Account, f"acct-{a}", "deposit", amount=Decimal(10_000))
+                c.update(Account.deposit, f"acct-{a}", amount=Decimal(10_000))
                 for a in range(ACCOUNTS)
             )
         )
@@ -92,9 +92,8 @@ def seed(shop: Shop) -> None:
             await asyncio.gather(
                 *(
                     c.update(
-                        Cart,
+                        Cart.add_item,
                         f"cart-{i}",
-                        "add_item",
                         sku=plan(i)["lines"][0]["sku"],
                         quantity=plan(i)["lines"][0]["quantity"],
                         unit_price=PRICE,
@@ -143,10 +142,10 @@ def reconcile(shop: Shop, pg_url: str) -> None:
         charged[p["account_id"]] += Decimal(p["amount"])
         held[p["lines"][0]["sku"]] += p["lines"][0]["quantity"]
     for account, spent in charged.items():
-        balance = Decimal(shop.client.query(Account, account, "balance").result)
+        balance = Decimal(shop.client.query(Account.balance, account).result)
         assert balance == Decimal(10_000) - spent, account
     for sku, quantity in held.items():
-        assert shop.client.query(InventoryItem, sku, "available").result == 10_000 - quantity
+        assert shop.client.query(InventoryItem.available, sku).result == 10_000 - quantity
     # no command took effect twice: one withdrawal and one reservation per saga, one refund
     # and one release per refused saga, one checkout per completed one
     compensated = sum(1 for i in range(SAGAS) if refused(i))

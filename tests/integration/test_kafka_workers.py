@@ -37,15 +37,13 @@ def _client(pg_url: str, bootstrap: str, namespace: str) -> tuple[Client, KafkaM
 
 
 def _deposit(client: Client, account: str, amount: int, command_id: str) -> Envelope:
-    return client.envelope(
-        Account, account, "signal", "deposit", {"amount": amount}, command_id=command_id
-    )
+    return client.prepare(Account.deposit.options(command_id=command_id), account, amount=amount)
 
 
 def _open_accounts(client: Client, n: int) -> None:
     async def go() -> None:
         await asyncio.gather(
-            *(client.update(Account, f"acct-{i}", "open", owner=f"o{i}") for i in range(n))
+            *(client.update(Account.open, f"acct-{i}", owner=f"o{i}") for i in range(n))
         )
 
     asyncio.run(go())
@@ -53,7 +51,7 @@ def _open_accounts(client: Client, n: int) -> None:
 
 def _balances(client: Client, n: int) -> dict[str, Decimal]:
     return {
-        f"acct-{i}": Decimal(client.query(Account, f"acct-{i}", "balance").result) for i in range(n)
+        f"acct-{i}": Decimal(client.query(Account.balance, f"acct-{i}").result) for i in range(n)
     }
 
 
@@ -168,13 +166,12 @@ def test_per_entity_order_is_kept(
     for i in range(n):
         acct = f"ord-{i}"
         steps = [
-            ("open", {"owner": "x"}),
-            ("deposit", {"amount": 5}),
-            ("withdraw", {"amount": 5}),
-            ("close", {}),
+            client.prepare(Account.open, acct, owner="x"),
+            client.prepare(Account.deposit, acct, amount=Decimal(5)),
+            client.prepare(Account.withdraw, acct, amount=Decimal(5)),
+            client.prepare(Account.close, acct),
         ]
-        for name, args in steps:
-            futures.append(mailbox.send(client.envelope(Account, acct, "signal", name, args)))
+        futures += [mailbox.send(envelope) for envelope in steps]
     for f in futures:
         f.result(timeout=60)
     wait_until(lambda: count_rows(pg_url, "entityflow_commands") >= 4 * n, 120, "all commands")
@@ -195,6 +192,7 @@ def test_poison_goes_to_the_dead_letter_topic_and_the_partition_flows(
     pg_url: str, kafka_bootstrap: str, namespace: str, workers: list[WorkerProcess]
 ) -> None:
     from tests.integration.crashy_domain import ENTITIES as CRASHY
+    from tests.integration.crashy_domain import Fragile
 
     mailbox = KafkaMailbox(
         KafkaSettings(kafka_bootstrap), namespace=namespace, partitions=PARTITIONS
@@ -221,14 +219,14 @@ def test_poison_goes_to_the_dead_letter_topic_and_the_partition_flows(
     address = "Fragile/f1"
     # Garbage under the entity's key lands in the entity's partition, ahead of good commands.
     mailbox._producer.send(mailbox.topics.commands, b"{not json", key=address.encode()).result(30)
-    crash = client.envelope("Fragile", "f1", "update", "explode", {})
+    crash = client.prepare(Fragile.explode, "f1")
     mailbox.send(crash).result(30)
-    good = [client.envelope("Fragile", "f1", "signal", "touch", {}) for _ in range(5)]
+    good = [client.prepare(Fragile.touch, "f1") for _ in range(5)]
     for e in good:
         mailbox.send(e).result(30)
 
     wait_until(lambda: all(client.outcome(e.command_id) for e in good), 60, "the good commands")
-    assert client.state("Fragile", "f1").state.count == 5  # the crashed command left nothing
+    assert client.state(Fragile, "f1").state.count == 5  # the crashed command left nothing
     outcome = client.outcome(crash.command_id)
     assert outcome is not None and outcome.status == "dead_lettered"
     assert "handler blew up on purpose" in (outcome.error or "")

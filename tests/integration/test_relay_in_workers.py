@@ -9,6 +9,7 @@ worker's relay takes over and the stream stays complete.
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_one_worker_relay_publishes_and_another_takes_over_after_kill_9(
 
         async def open_all() -> None:
             await asyncio.gather(
-                *(client.update(Account, f"acct-{i}", "open", owner="o") for i in range(ACCOUNTS))
+                *(client.update(Account.open, f"acct-{i}", owner="o") for i in range(ACCOUNTS))
             )
 
         asyncio.run(open_all())
@@ -59,9 +60,7 @@ def test_one_worker_relay_publishes_and_another_takes_over_after_kill_9(
         def deposit(first: int, count: int) -> None:
             for n in range(first, first + count):
                 mailbox.send(
-                    client.envelope(
-                        Account, f"acct-{n % ACCOUNTS}", "signal", "deposit", {"amount": 1}
-                    )
+                    client.prepare(Account.deposit, f"acct-{n % ACCOUNTS}", amount=Decimal(1))
                 ).result(30)
 
         deposit(0, 400)

@@ -52,7 +52,16 @@ class RelayProcess:
             "PYTHONUNBUFFERED": "1",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "relay", "--bootstrap-servers", bootstrap],
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "relay",
+                "--domain",
+                "examples.shop",
+                "--bootstrap-servers",
+                bootstrap,
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

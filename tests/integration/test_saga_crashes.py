@@ -154,7 +154,7 @@ def test_diverging_code_parks_its_execution_and_the_rest_runs(
     shop = open_shop(pg_url, kafka_bootstrap, namespace, [v1])
     old = spawn(workers, pg_url, kafka_bootstrap, namespace, "tests.integration.drift_v1")
     old.wait_assigned()
-    asyncio.run(shop.client.update(Account, "acct-d", "open", owner="d"))
+    asyncio.run(shop.client.update(Account.open, "acct-d", owner="d"))
     shop.workflows.start(v1, {"account_id": "acct-d"}, workflow_id="d-1")
 
     def replied_twice() -> bool:
@@ -194,7 +194,7 @@ def test_diverging_code_parks_its_execution_and_the_rest_runs(
         60,
         "d-2 to wait for its signal",
     )
-    shop.workflows.signal(v2, "d-2", "go")
+    asyncio.run(shop.workflows.signal(v2.signal_named("go"), "d-2", None))
     wait_until(
         lambda: statuses(shop)["completed"] + statuses(shop)["compensated"] == 20,
         120,
@@ -211,6 +211,6 @@ def test_diverging_code_parks_its_execution_and_the_rest_runs(
     assert shop.workflows.status(v2, "d-2").result == "v2"
     assert shop.workflows.status(v2, "d-1").status == "parked"
     # the parked execution did nothing more: two deposits, no withdrawal of its own
-    balance = Decimal(shop.client.query(Account, "acct-d", "balance").result)
+    balance = Decimal(shop.client.query(Account.balance, "acct-d").result)
     assert balance == Decimal(1 + 2 + 1 - 2)  # d-1: +1 +2; d-2: +1 -2
     shop.close()

@@ -73,7 +73,7 @@ def test_sagas_keep_finishing_while_a_worker_is_killed_every_three_seconds(
         # partitions), not after the dead member's session runs out.
         asked = time.monotonic()
         answer = asyncio.run(
-            shop.client.update(Account, "after-churn", "open", owner="o", timeout=5)
+            shop.client.update(Account.open.options(timeout=5), "after-churn", owner="o")
         )
         answered_in = time.monotonic() - asked
         starter.join(120)

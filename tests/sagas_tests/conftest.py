@@ -40,28 +40,28 @@ class Shop:
         return self.host.client
 
     async def open_account(self, account_id: str, balance: str) -> None:
-        await self.client.update(Account, account_id, "open", owner="Ada")
+        await self.client.update(Account.open, account_id, owner="Ada")
         if Decimal(balance) > 0:
-            await self.client.update(Account, account_id, "deposit", amount=Decimal(balance))
+            await self.client.update(Account.deposit, account_id, amount=Decimal(balance))
 
     async def restock(self, sku: str, quantity: int) -> None:
-        await self.client.update(InventoryItem, sku, "restock", quantity=quantity)
+        await self.client.update(InventoryItem.restock, sku, quantity=quantity)
 
     async def fill_cart(self, cart_id: str, sku: str, quantity: int, price: str) -> None:
         await self.client.update(
-            Cart, cart_id, "add_item", sku=sku, quantity=quantity, unit_price=Decimal(price)
+            Cart.add_item, cart_id, sku=sku, quantity=quantity, unit_price=Decimal(price)
         )
 
     def balance(self, account_id: str) -> Decimal:
-        return Decimal(self.client.query(Account, account_id, "balance").result)
+        return Decimal(self.client.query(Account.balance, account_id).result)
 
     def available(self, sku: str) -> int:
-        return int(self.client.query(InventoryItem, sku, "available").result)
+        return int(self.client.query(InventoryItem.available, sku).result)
 
     def vault(self, vault_id: str, key: str = "gold") -> int:
         """What a vault holds (0 for a vault that never saw an event)."""
         try:
-            return int(self.client.query(Vault, vault_id, "count", key=key).result)
+            return int(self.client.query(Vault.count, vault_id, key=key).result)
         except EntityNotFoundError:
             return 0
 
@@ -87,10 +87,7 @@ def make_shop(store_url: str) -> Iterator[ShopFactory]:
         cache_size: int = 10_000,
         local_delivery: bool | None = None,
     ) -> Shop:
-        kinds = {
-            w.name: WorkflowKind(w, entities=ALL_ENTITIES, resend_after=resend_after)
-            for w in workflows
-        }
+        kinds = {w.name: WorkflowKind(w, resend_after=resend_after) for w in workflows}
         host = Host(
             store_url,
             ALL_ENTITIES,
@@ -105,7 +102,7 @@ def make_shop(store_url: str) -> Iterator[ShopFactory]:
         )
         host.worker.tick_interval = tick_interval
         host.start()
-        client = WorkflowClient(host.mailbox, host.store, workflows, entities=ALL_ENTITIES)
+        client = WorkflowClient(host.mailbox, host.store, workflows, sender=host.client.sender)
         shop = Shop(host, client, kinds)
         running.append(shop)
         return shop

@@ -18,7 +18,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from actors import Entity, Envelope, InMemoryMailbox, Rejected, apply, query, update
+from actors import (
+    CommandContext,
+    Entity,
+    Envelope,
+    InMemoryMailbox,
+    Rejected,
+    apply,
+    command,
+    query,
+)
 from eventstore import DomainEvent
 from sagas import RetryPolicy, StepRejected, Workflow, WorkflowContext, WorkflowView
 
@@ -53,31 +62,31 @@ class VaultTaken(DomainEvent):
 class Vault(Entity[VaultState]):
     """Counted items under keys; a locked vault refuses everything but unlock."""
 
-    @update
-    def lock(self) -> None:
-        self.emit(VaultLocked())
+    @command
+    def lock(self, ctx: CommandContext) -> None:
+        ctx.emit(VaultLocked())
 
-    @update
-    def unlock(self) -> None:
-        self.emit(VaultUnlocked())
+    @command
+    def unlock(self, ctx: CommandContext) -> None:
+        ctx.emit(VaultUnlocked())
 
-    @update
-    def put(self, key: str, amount: Annotated[int, Field(gt=0)]) -> int:
+    @command
+    def put(self, ctx: CommandContext, key: str, amount: Annotated[int, Field(gt=0)]) -> int:
         self._open()
-        self.emit(VaultPut(key=key, amount=amount))
+        ctx.emit(VaultPut(key=key, amount=amount))
         return self.state.items[key]
 
-    @update
-    def take(self, key: str, amount: Annotated[int, Field(gt=0)]) -> int:
+    @command
+    def take(self, ctx: CommandContext, key: str, amount: Annotated[int, Field(gt=0)]) -> int:
         self._open()
         held = self.state.items.get(key, 0)
         if amount > held:
             raise Rejected(f"only {held} {key} in the vault, {amount} asked")
-        self.emit(VaultTaken(key=key, amount=amount))
+        ctx.emit(VaultTaken(key=key, amount=amount))
         return self.state.items[key]
 
-    @update
-    def explode(self) -> None:
+    @command
+    def explode(self, ctx: CommandContext) -> None:
         raise RuntimeError("the vault exploded")
 
     @query
@@ -119,24 +128,21 @@ class Approval(BaseModel):
     by: str
 
 
-move = Workflow(
-    "Move",
-    input=MoveInput,
-    output=dict[str, Any],
-    signals={"approve": Approval, "note": str},
-)
+move = Workflow("Move", input=MoveInput, output=dict[str, Any])
+approve = move.signal("approve", Approval)
+note = move.signal("note", str)
 
 
 @move.run
 async def run_move(ctx: WorkflowContext, m: MoveInput) -> dict[str, Any]:
     ctx.memo["stage"] = "taking"
-    with ctx.compensation(Vault, m.source, "put", key=m.key, amount=m.amount):
-        await ctx.call(Vault, m.source, "take", key=m.key, amount=m.amount)
+    with ctx.compensation(Vault.put, m.source, key=m.key, amount=m.amount):
+        await ctx.call(Vault.take, m.source, key=m.key, amount=m.amount)
     ctx.memo["stage"] = "waiting"
-    approval: Approval = await ctx.wait_signal("approve")
+    approval = await ctx.wait_signal(approve)
     ctx.memo["stage"] = "putting"
     ctx.memo["approved_by"] = approval.by
-    await ctx.call(Vault, m.target, "put", key=m.key, amount=m.amount)
+    await ctx.call(Vault.put, m.target, key=m.key, amount=m.amount)
     ctx.memo["stage"] = "done"
     return {"approved_by": approval.by}
 
@@ -160,17 +166,18 @@ class UndoInput(BaseModel):
     attempts: int = 4
 
 
-undo = Workflow("Undo", input=UndoInput, signals={"go": None})
+undo = Workflow("Undo", input=UndoInput)
+go = undo.signal("go")
 
 
 @undo.run
 async def run_undo(ctx: WorkflowContext, u: UndoInput) -> None:
     policy = FAST_RETRY.model_copy(update={"attempts": u.attempts})
-    ctx.add_compensation(Vault, u.vault, "put", key="gold", amount=u.amount, retry=policy)
-    await ctx.call(Vault, u.vault, "take", key="gold", amount=u.amount)
+    ctx.add_compensation(Vault.put.options(retry=policy), u.vault, key="gold", amount=u.amount)
+    await ctx.call(Vault.take, u.vault, key="gold", amount=u.amount)
     ctx.memo["stage"] = "waiting"
-    await ctx.wait_signal("go")
-    await ctx.call(Vault, u.vault, "take", key="nothing", amount=1)
+    await ctx.wait_signal(go)
+    await ctx.call(Vault.take, u.vault, key="nothing", amount=1)
 
 
 # -- gather, retries of forward steps, and misbehaving code --------------------------
@@ -188,17 +195,17 @@ fan = Workflow("Fan", input=FanInput, output=list[int])
 @fan.run
 async def run_fan(ctx: WorkflowContext, f: FanInput) -> list[int]:
     for v in f.vaults:
-        ctx.add_compensation(Vault, v, "put", key="gold", amount=f.amount, retry=FAST_RETRY)
-    calls = [ctx.call(Vault, v, "take", key="gold", amount=f.amount) for v in f.vaults]
+        ctx.add_compensation(Vault.put.options(retry=FAST_RETRY), v, key="gold", amount=f.amount)
+    calls = [ctx.call(Vault.take, v, key="gold", amount=f.amount) for v in f.vaults]
     results: list[int] = await ctx.gather(*calls)
     if f.fail_with == "error":
         raise ValueError("the code gave up")
     if f.fail_with == "asyncio":
         await asyncio.sleep(0)
     if f.fail_with == "crash":
-        await ctx.call(Vault, f.vaults[0], "explode")
+        await ctx.call(Vault.explode, f.vaults[0])
     if f.fail_with == "retry":
-        await ctx.call(Vault, f.vaults[0], "take", key="gold", amount=1_000, retry=FAST_RETRY)
+        await ctx.call(Vault.take.options(retry=FAST_RETRY), f.vaults[0], key="gold", amount=1_000)
     return results
 
 
@@ -212,7 +219,7 @@ catcher = Workflow("Catch", input=CatchInput, output=str)
 @catcher.run
 async def run_catch(ctx: WorkflowContext, c: CatchInput) -> str:
     try:
-        await ctx.call(Vault, c.vault, "take", key="gold", amount=1_000_000)
+        await ctx.call(Vault.take, c.vault, key="gold", amount=1_000_000)
     except StepRejected as exc:
         return f"caught: {exc.reason}"
     return "not refused"
@@ -225,7 +232,8 @@ class ClockInput(BaseModel):
     vault: str
 
 
-clock = Workflow("Clock", input=ClockInput, output=dict[str, Any], signals={"tick": None})
+clock = Workflow("Clock", input=ClockInput, output=dict[str, Any])
+tick = clock.signal("tick")
 
 
 def _values(ctx: WorkflowContext) -> dict[str, Any]:
@@ -235,9 +243,9 @@ def _values(ctx: WorkflowContext) -> dict[str, Any]:
 @clock.run
 async def run_clock(ctx: WorkflowContext, c: ClockInput) -> dict[str, Any]:
     ctx.memo["first"] = _values(ctx)
-    await ctx.call(Vault, c.vault, "put", key=str(ctx.uuid4()), amount=1)
+    await ctx.call(Vault.put, c.vault, key=str(ctx.uuid4()), amount=1)
     ctx.memo["second"] = _values(ctx)
-    await ctx.wait_signal("tick")
+    await ctx.wait_signal(tick)
     ctx.memo["third"] = _values(ctx)
     return dict(ctx.memo)
 
@@ -279,7 +287,7 @@ class LossyMailbox(InMemoryMailbox):
 
 
 def is_call(address: str, command: str) -> Callable[[Envelope], bool]:
-    return lambda e: e.address == address and e.name == command and e.kind == "update"
+    return lambda e: e.address == address and e.name == command and e.kind == "command"
 
 
 def is_reply_to(workflow_address: str) -> Callable[[Envelope], bool]:

@@ -9,13 +9,13 @@ import pytest
 
 from sagas import ExecutionStatus
 from tests.sagas_tests.conftest import Shop
-from tests.sagas_tests.support import Vault, catcher, fan, undo
+from tests.sagas_tests.support import Vault, catcher, fan, go, undo
 
 pytestmark = pytest.mark.anyio
 
 
 async def fill(shop: Shop, vault: str, amount: int = 10) -> None:
-    await shop.client.update(Vault, vault, "put", key="gold", amount=amount)
+    await shop.client.update(Vault.put, vault, key="gold", amount=amount)
 
 
 async def wait_stage(shop: Shop, workflow_id: str, stage: str) -> None:
@@ -38,8 +38,8 @@ async def test_compensation_is_retried_until_it_succeeds(shop: Shop) -> None:
     wid = shop.workflows.start(undo, {"vault": "v1", "attempts": 50}, workflow_id="u-1")
     await wait_stage(shop, wid, "waiting")
     assert shop.vault("v1") == 7
-    await shop.client.update(Vault, "v1", "lock")
-    shop.workflows.signal(undo, wid, "go")
+    await shop.client.update(Vault.lock, "v1")
+    await shop.workflows.signal(go, wid, None)
     # the refund is refused while the vault is locked, and tried again with backoff
     for _ in range(500):
         status = shop.workflows.status(undo, wid)
@@ -48,7 +48,7 @@ async def test_compensation_is_retried_until_it_succeeds(shop: Shop) -> None:
         await asyncio.sleep(0.01)
     assert status.status == "compensating"
     assert status.compensations_pending == ["#1 Vault/v1.put"]
-    await shop.client.update(Vault, "v1", "unlock")
+    await shop.client.update(Vault.unlock, "v1")
     status = await shop.workflows.wait(undo, wid)
     assert status.status == "compensated"
     assert attempts_of(status, "put") >= 3
@@ -73,8 +73,8 @@ async def test_compensation_out_of_budget_fails_naming_it(shop: Shop) -> None:
     await fill(shop, "v2")
     wid = shop.workflows.start(undo, {"vault": "v2", "attempts": 3}, workflow_id="u-2")
     await wait_stage(shop, wid, "waiting")
-    await shop.client.update(Vault, "v2", "lock")
-    shop.workflows.signal(undo, wid, "go")
+    await shop.client.update(Vault.lock, "v2")
+    await shop.workflows.signal(go, wid, None)
     status = await shop.workflows.wait(undo, wid)
     assert status.status == "failed"
     assert status.failed_compensation == "Vault/v2.put"

@@ -46,7 +46,7 @@ def test_names_and_types_are_checked() -> None:
     with pytest.raises(WorkflowDefinitionError, match="input must be a pydantic model"):
         Workflow("Bad", input=dict)  # type: ignore[type-var]
     with pytest.raises(WorkflowDefinitionError, match="signal name"):
-        Workflow("Bad", input=Empty, signals={"no-dashes": None})
+        Workflow("Bad", input=Empty).signal("no-dashes")
 
 
 def test_run_must_be_an_async_function_of_ctx_and_input() -> None:
@@ -149,23 +149,23 @@ def _clone_of_order() -> Workflow[Any, Any]:
 
     @twin.run
     async def run(ctx: WorkflowContext, data: Empty) -> None:
-        await ctx.call(Account, "a", "no_such_command")
+        await ctx.call(Account.close, "a")
 
     return twin
 
 
 def test_calls_are_validated_against_the_entity() -> None:
-    """ctx.call checks the command and its arguments when the entity class is known."""
+    """ctx.call checks the handler and its arguments before anything is scheduled."""
     wf = Workflow("Probe", input=Empty, output=str)
 
     @wf.run
     async def run(ctx: WorkflowContext, data: Empty) -> str:
         try:
-            ctx.call(Account, "a", "no_such_command")
+            ctx.call(Account.balance, "a")  # type: ignore[arg-type]
         except UnknownCommandError as exc:
             first = str(exc)
         try:
-            ctx.call(Account, "a", "deposit", amount="-5")
+            ctx.call(Account.deposit, "a", amount="-5")  # type: ignore[arg-type]
         except Exception as exc:
             second = type(exc).__name__
         return f"{first} | {second}"
@@ -174,8 +174,8 @@ def test_calls_are_validated_against_the_entity() -> None:
     decisions = engine.feed(Started(at=datetime.now(UTC), input={}, seed=1))
     assert [d.event_type for d in decisions] == ["wf.Completed"]
     assert engine.result == (
-        "Account has no command named 'no_such_command'; its commands are: close, deposit, "
-        "open, withdraw | InvalidArgumentsError"
+        "<query Account.balance> is a query, not a command: a workflow calls commands | "
+        "InvalidArgumentsError"
     )
 
 

@@ -11,9 +11,9 @@ import pytest
 from pydantic import BaseModel
 
 from examples.shop import order_saga
-from sagas import NonDeterminismError, Workflow, WorkflowContext, replay
+from sagas import NonDeterminismError, Workflow, WorkflowContext, WorkflowParkedError, replay
 from tests.sagas_tests.conftest import ShopFactory
-from tests.sagas_tests.support import LossyMailbox, Vault, clock
+from tests.sagas_tests.support import LossyMailbox, Vault, clock, tick
 
 pytestmark = pytest.mark.anyio
 
@@ -24,18 +24,17 @@ class DriftInput(BaseModel):
 
 def drift(version: str) -> Workflow[DriftInput, str]:
     """The same workflow type in three releases; only v1 and v1-again agree."""
-    wf: Workflow[DriftInput, str] = Workflow(
-        "Drift", input=DriftInput, output=str, signals={"go": None}
-    )
+    wf: Workflow[DriftInput, str] = Workflow("Drift", input=DriftInput, output=str)
+    go = wf.signal("go")
 
     @wf.run
     async def run(ctx: WorkflowContext, _: DriftInput) -> str:
-        await ctx.call(Vault, "a", "take", key="gold", amount=1)
+        await ctx.call(Vault.take, "a", key="gold", amount=1)
         if version == "v3":
             return "v3 stops early"
         second = "a" if version == "v1" else "b"
-        await ctx.call(Vault, second, "take", key="gold", amount=2)
-        await ctx.wait_signal("go")
+        await ctx.call(Vault.take, second, key="gold", amount=2)
+        await ctx.wait_signal(go)
         return version
 
     return wf
@@ -75,7 +74,7 @@ async def test_now_random_and_uuid_replay_identically(make_shop: ShopFactory) ->
     # a new host rebuilds the execution by replay; the values it carries on with are the same
     first.stop()
     second = make_shop(mailbox=mailbox)
-    second.workflows.signal(clock, "c-1", "tick")
+    await second.workflows.signal(tick, "c-1", None)
     status = await second.workflows.wait(clock, "c-1")
     assert status.status == "completed"
     assert (status.result["first"], status.result["second"]) == (before["first"], before["second"])
@@ -91,8 +90,8 @@ async def test_diverging_replay_parks_the_execution_only(make_shop: ShopFactory)
     mailbox = LossyMailbox()
     v1, v2 = drift("v1"), drift("v2")
     old = make_shop(mailbox=mailbox, workflows=[v1, order_saga])
-    await old.client.update(Vault, "a", "put", key="gold", amount=10)
-    await old.client.update(Vault, "b", "put", key="gold", amount=10)
+    await old.client.update(Vault.put, "a", key="gold", amount=10)
+    await old.client.update(Vault.put, "b", key="gold", amount=10)
     old.workflows.start(v1, {}, workflow_id="d-1")
     await until(old, v1, "d-1", "wf.CallCompleted", 2)
     recorded = [e.event for e in old.workflows.history(v1, "d-1")]
@@ -113,20 +112,14 @@ async def test_diverging_replay_parks_the_execution_only(make_shop: ShopFactory)
     assert after[:-1] == recorded
     assert after[-1].event_type == "wf.Parked"
     # a parked execution takes no signals, and sends nothing
-    cid = new.workflows.signal(v2, "d-1", "go")
-    for _ in range(500):
-        outcome = new.client.outcome(cid)
-        if outcome is not None:
-            break
-        await asyncio.sleep(0.01)
-    assert outcome is not None and outcome.status == "rejected"
-    assert "is parked" in (outcome.error or "")
+    with pytest.raises(WorkflowParkedError, match="is parked"):
+        await new.workflows.signal(v2.signal_named("go"), "d-1", None)
     assert new.vault("b") == 10
 
     # other executions keep running, of the same type and of others
     new.workflows.start(v2, {}, workflow_id="d-2")
     await until(new, v2, "d-2", "wf.CallCompleted", 2)
-    new.workflows.signal(v2, "d-2", "go")
+    await new.workflows.signal(v2.signal_named("go"), "d-2", None)
     assert (await new.workflows.wait(v2, "d-2")).result == "v2"
     await new.open_account("acct-1", "50.00")
     await new.restock("apple", 5)
@@ -148,7 +141,7 @@ async def test_diverging_replay_parks_the_execution_only(make_shop: ShopFactory)
     # deploying code that agrees with the history resumes the parked execution
     fixed = make_shop(mailbox=mailbox, workflows=[drift("v1"), order_saga])
     await fixed.workflows.wait(v1, "d-1", until={"running"})
-    fixed.workflows.signal(v1, "d-1", "go")
+    await fixed.workflows.signal(v1.signal_named("go"), "d-1", None)
     status = await fixed.workflows.wait(v1, "d-1")
     assert (status.status, status.result, status.parked) == ("completed", "v1", None)
     kinds = [e.event_type for e in fixed.workflows.history(v1, "d-1")]
@@ -159,10 +152,11 @@ async def test_replay_names_the_step_where_code_and_history_part(
     make_shop: ShopFactory,
 ) -> None:
     shop = make_shop(workflows=[drift("v1")])
-    await shop.client.update(Vault, "a", "put", key="gold", amount=10)
-    shop.workflows.start("Drift", {}, workflow_id="d-9")
-    await until(shop, "Drift", "d-9", "wf.CallCompleted", 2)  # type: ignore[arg-type]
-    history = shop.workflows.history("Drift", "d-9")
+    await shop.client.update(Vault.put, "a", key="gold", amount=10)
+    v1 = shop.workflows.definition("Drift")
+    shop.workflows.start(v1, {}, workflow_id="d-9")
+    await until(shop, v1, "d-9", "wf.CallCompleted", 2)
+    history = shop.workflows.history(v1, "d-9")
     assert replay(drift("v1"), "workflow:Drift/d-9", history).phase == "running"
     with pytest.raises(NonDeterminismError) as diverged:
         replay(drift("v3"), "workflow:Drift/d-9", history)
@@ -184,15 +178,17 @@ class StricterInput(BaseModel):
 async def test_history_the_code_cannot_read_parks_too(make_shop: ShopFactory) -> None:
     mailbox = LossyMailbox()
     old = make_shop(mailbox=mailbox, workflows=[drift("v1")])
-    await old.client.update(Vault, "a", "put", key="gold", amount=10)
-    old.workflows.start("Drift", {}, workflow_id="d-5")
-    await until(old, "Drift", "d-5", "wf.CallCompleted", 2)  # type: ignore[arg-type]
+    await old.client.update(Vault.put, "a", key="gold", amount=10)
+    v1 = old.workflows.definition("Drift")
+    old.workflows.start(v1, {}, workflow_id="d-5")
+    await until(old, v1, "d-5", "wf.CallCompleted", 2)
     old.stop()
-    stricter = Workflow("Drift", input=StricterInput, signals={"go": None})
+    stricter = Workflow("Drift", input=StricterInput)
+    go = stricter.signal("go")
 
     @stricter.run
     async def run(ctx: WorkflowContext, data: StricterInput) -> None:
-        await ctx.wait_signal("go")
+        await ctx.wait_signal(go)
 
     new = make_shop(mailbox=mailbox, workflows=[stricter])
     status = await new.workflows.wait(stricter, "d-5", until={"parked"})

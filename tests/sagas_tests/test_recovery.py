@@ -12,7 +12,17 @@ import pytest
 from examples.shop import Account, order_saga
 from sagas import Workflow
 from tests.sagas_tests.conftest import Shop, ShopFactory
-from tests.sagas_tests.support import LossyMailbox, Vault, is_call, is_reply_to, move, undo
+from tests.sagas_tests.support import (
+    Approval,
+    LossyMailbox,
+    Vault,
+    approve,
+    go,
+    is_call,
+    is_reply_to,
+    move,
+    undo,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -149,7 +159,7 @@ async def test_restarted_host_resends_what_was_lost(make_shop: ShopFactory) -> N
 async def test_restarted_host_continues_a_waiting_workflow(make_shop: ShopFactory) -> None:
     mailbox = LossyMailbox()
     first = make_shop(mailbox=mailbox)
-    await first.client.update(Vault, "src", "put", key="gold", amount=10)
+    await first.client.update(Vault.put, "src", key="gold", amount=10)
     first.workflows.start(move, {"source": "src", "target": "dst"}, workflow_id="w-1")
     await until(first, move, "w-1", "wf.CallCompleted")
     row = first.workflows.execution(move, "w-1")
@@ -157,7 +167,7 @@ async def test_restarted_host_continues_a_waiting_workflow(make_shop: ShopFactor
     first.stop()
     second = make_shop(mailbox=mailbox)
     assert second.workflows.query(move, "w-1", "stage") == "waiting"
-    second.workflows.signal(move, "w-1", "approve", {"by": "after the restart"})
+    await second.workflows.signal(approve, "w-1", Approval(by="after the restart"))
     status = await second.workflows.wait(move, "w-1")
     assert (status.status, status.result) == ("completed", {"approved_by": "after the restart"})
     assert (second.vault("src"), second.vault("dst")) == (5, 5)
@@ -166,15 +176,15 @@ async def test_restarted_host_continues_a_waiting_workflow(make_shop: ShopFactor
 async def test_restart_during_compensation_retries_finishes_it(make_shop: ShopFactory) -> None:
     mailbox = LossyMailbox()
     first = make_shop(mailbox=mailbox)
-    await first.client.update(Vault, "v", "put", key="gold", amount=10)
+    await first.client.update(Vault.put, "v", key="gold", amount=10)
     first.workflows.start(undo, {"vault": "v", "attempts": 1000}, workflow_id="u-1")
     await until(first, undo, "u-1", "wf.CallCompleted")
-    await first.client.update(Vault, "v", "lock")
-    first.workflows.signal(undo, "u-1", "go")
+    await first.client.update(Vault.lock, "v")
+    await first.workflows.signal(go, "u-1", None)
     await until(first, undo, "u-1", "wf.CallCompleted", 4)
     first.stop()
     second = make_shop(mailbox=mailbox)
-    await second.client.update(Vault, "v", "unlock")
+    await second.client.update(Vault.unlock, "v")
     status = await second.workflows.wait(undo, "u-1")
     assert status.status == "compensated"
     assert second.vault("v") == 10

@@ -9,17 +9,19 @@ import pytest
 from examples.shop import order_saga
 from sagas import (
     InvalidWorkflowInputError,
+    Refusal,
     UnknownWorkflowError,
+    WorkflowClosedError,
     WorkflowNotFoundError,
 )
 from tests.sagas_tests.conftest import Shop
-from tests.sagas_tests.support import Vault, move
+from tests.sagas_tests.support import Approval, Vault, approve, move, note
 
 pytestmark = pytest.mark.anyio
 
 
 async def start_move(shop: Shop, wid: str) -> str:
-    await shop.client.update(Vault, "src", "put", key="gold", amount=10)
+    await shop.client.update(Vault.put, "src", key="gold", amount=10)
     shop.workflows.start(move, {"source": "src", "target": "dst"}, workflow_id=wid)
     for _ in range(500):
         try:
@@ -31,22 +33,14 @@ async def start_move(shop: Shop, wid: str) -> str:
     raise AssertionError(f"{wid} never waited for its approval")
 
 
-async def outcome_of(shop: Shop, command_id: str) -> tuple[str, str | None]:
-    for _ in range(500):
-        found = shop.client.outcome(command_id)
-        if found is not None:
-            return found.status, found.error
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no outcome for {command_id}")
-
-
 async def test_signal_resumes_the_workflow(shop: Shop) -> None:
     wid = await start_move(shop, "mv-1")
     status = shop.workflows.status(move, wid)
     assert (status.status, status.steps_done) == ("running", 1)
     assert status.compensations_pending == ["#1 Vault/src.put"]
     assert shop.vault("src") == 5
-    shop.workflows.signal(move, wid, "approve", {"by": "Grace"})
+    recorded = await shop.workflows.signal(approve, wid, Approval(by="Grace"))
+    assert (recorded.status, recorded.address) == ("applied", "workflow:Move/mv-1")
     status = await shop.workflows.wait(move, wid)
     assert (status.status, status.result) == ("completed", {"approved_by": "Grace"})
     assert status.signals_received == 1
@@ -56,10 +50,10 @@ async def test_signal_resumes_the_workflow(shop: Shop) -> None:
 
 
 async def test_signals_sent_before_the_wait_are_buffered(shop: Shop) -> None:
-    await shop.client.update(Vault, "src", "put", key="gold", amount=10)
+    await shop.client.update(Vault.put, "src", key="gold", amount=10)
     shop.workflows.start(move, {"source": "src", "target": "dst"}, workflow_id="mv-2")
-    shop.workflows.signal(move, "mv-2", "note", "unrelated, never waited for")
-    shop.workflows.signal(move, "mv-2", "approve", {"by": "Early"})
+    await shop.workflows.signal(note, "mv-2", "unrelated, never waited for")
+    await shop.workflows.signal(approve, "mv-2", Approval(by="Early"))
     status = await shop.workflows.wait(move, "mv-2")
     assert (status.status, status.result) == ("completed", {"approved_by": "Early"})
     assert status.signals_received == 2
@@ -67,26 +61,26 @@ async def test_signals_sent_before_the_wait_are_buffered(shop: Shop) -> None:
 
 async def test_signals_are_validated_before_sending(shop: Shop) -> None:
     with pytest.raises(UnknownWorkflowError, match="no signal named 'shout'"):
-        shop.workflows.signal(move, "mv-x", "shout", {})
+        move.signal_named("shout")
     with pytest.raises(InvalidWorkflowInputError, match="by"):
-        shop.workflows.signal(move, "mv-x", "approve", {"who": "nobody"})
+        await shop.workflows.signal(approve, "mv-x", {"who": "nobody"})  # type: ignore[arg-type]
     with pytest.raises(InvalidWorkflowInputError, match="invalid input for workflow Move"):
         shop.workflows.start(move, {"source": "src"})
 
 
 async def test_signal_to_finished_or_unknown_execution_is_refused(shop: Shop) -> None:
-    cid = shop.workflows.signal(move, "never-started", "approve", {"by": "x"})
-    assert await outcome_of(shop, cid) == (
-        "rejected",
-        "workflow:Move/never-started has not been started",
-    )
+    with pytest.raises(WorkflowNotFoundError, match="Move/never-started has not been started"):
+        await shop.workflows.signal(approve, "never-started", Approval(by="x"))
     wid = await start_move(shop, "mv-3")
-    shop.workflows.signal(move, wid, "approve", {"by": "Ada"})
+    await shop.workflows.signal(approve, wid, Approval(by="Ada"))
     await shop.workflows.wait(move, wid)
-    cid = shop.workflows.signal(move, wid, "approve", {"by": "late"})
-    status, error = await outcome_of(shop, cid)
-    assert status == "rejected"
-    assert error == "workflow:Move/mv-3 has already finished (completed)"
+    with pytest.raises(
+        WorkflowClosedError, match="mv-3 has already finished \\(completed\\)"
+    ) as closed:
+        await shop.workflows.signal(approve, wid, Approval(by="late"))
+    outcome = shop.client.outcome(closed.value.command_id)
+    assert outcome is not None
+    assert (outcome.status, outcome.code) == ("rejected", Refusal.FINISHED)
 
 
 async def test_queries_are_read_only_and_typed(shop: Shop) -> None:
@@ -103,9 +97,9 @@ async def test_queries_are_read_only_and_typed(shop: Shop) -> None:
 async def test_cancel_compensates_what_was_done(shop: Shop) -> None:
     wid = await start_move(shop, "mv-5")
     assert shop.vault("src") == 5
-    first = shop.workflows.cancel(move, wid, reason="customer changed their mind")
-    again = shop.workflows.cancel(move, wid, reason="twice")
-    assert first == again  # cancelling twice is cancelling once
+    first = await shop.workflows.cancel(move, wid, reason="customer changed their mind")
+    again = await shop.workflows.cancel(move, wid, reason="twice")
+    assert first.status == again.status == "applied"  # cancelling twice is cancelling once
     status = await shop.workflows.wait(move, wid)
     assert status.status == "compensated"
     assert status.cancelled
@@ -133,7 +127,7 @@ async def test_cancel_in_flight_waits_for_the_reply_before_compensating(shop: Sh
         workflow_id="oc-1",
     )
     # cancel at once: whatever the order had done by then is undone, nothing more
-    shop.workflows.cancel(order_saga, "oc-1")
+    await shop.workflows.cancel(order_saga, "oc-1")
     status = await shop.workflows.wait(order_saga, "oc-1")
     assert status.status in ("compensated", "completed")
     if status.status == "compensated":
@@ -148,11 +142,8 @@ async def test_cancel_in_flight_waits_for_the_reply_before_compensating(shop: Sh
 
 async def test_cancel_after_completion_is_refused(shop: Shop) -> None:
     wid = await start_move(shop, "mv-6")
-    shop.workflows.signal(move, wid, "approve", {"by": "Ada"})
+    await shop.workflows.signal(approve, wid, Approval(by="Ada"))
     await shop.workflows.wait(move, wid)
-    cid = shop.workflows.cancel(move, wid)
-    assert await outcome_of(shop, cid) == (
-        "rejected",
-        "workflow:Move/mv-6 has already finished (completed)",
-    )
+    with pytest.raises(WorkflowClosedError, match="mv-6 has already finished \\(completed\\)"):
+        await shop.workflows.cancel(move, wid)
     assert shop.workflows.status(move, wid).status == "completed"

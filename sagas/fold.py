@@ -1,8 +1,13 @@
-"""What an execution looks like from outside: its status, steps and compensations.
+"""The one fold of an execution's history: its status, steps and compensations, typed.
 
 :class:`ExecutionRecord` folds the history without running any workflow code, so the
 status of an execution is readable even when its code no longer replays (parked). The
-coordinator keeps one per live execution and writes its visibility row from it.
+engine keeps one for the execution it drives and reads its steps and compensations from
+it (their status, attempts, what they guard); the coordinator writes the visibility row
+from it; readers and the API show it. There is one vocabulary for a step's status
+(:data:`StepStatus`) and one for a compensation's (:data:`CompensationStatus`), and the
+guard rule (a guarded compensation none of whose calls took effect has nothing to undo)
+is written once, in :meth:`ExecutionRecord.moot`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from actors import RetryPolicy
 from eventstore import DomainEvent, ExecutionRow, JSONDict
 from sagas.history import (
     CallCompleted,
@@ -34,29 +40,37 @@ from sagas.history import (
 ExecutionState = Literal[
     "pending", "running", "compensating", "completed", "compensated", "failed", "parked"
 ]
+StepStatus = Literal["pending", "applied", "rejected", "invalid", "dead_lettered"]
+"""``pending``: sent, or waiting to be tried again; the others are the call's verdict."""
+CompensationStatus = Literal["registered", "moot", "running", "done", "skipped", "failed"]
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "compensated", "failed"})
 UNFINISHED_STATUSES: tuple[str, ...] = ("running", "compensating", "parked")
 
 
 class StepInfo(BaseModel):
-    """One call the execution made (a forward step or a compensation)."""
+    """One call the execution made (a forward step or a compensation's call)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(extra="forbid")
 
     seq: int
     address: str
     command: str
     args: JSONDict
     compensation: int | None = None
-    status: str = "pending"
+    guards: list[int] = []
+    status: StepStatus = "pending"
     attempts: int = 1
     command_id: str
     result: Any = None
     error: str | None = None
+    retry: RetryPolicy | None = None
+    not_before: datetime | None = None
 
 
 class CompensationInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """One registered compensation: what it undoes, what guards it, how it went."""
+
+    model_config = ConfigDict(extra="forbid")
 
     index: int
     name: str
@@ -64,9 +78,12 @@ class CompensationInfo(BaseModel):
     command: str
     args: JSONDict
     guarded: bool
-    status: Literal["registered", "moot", "running", "done", "skipped", "failed"]
+    status: CompensationStatus = "registered"
     attempts: int = 0
     error: str | None = None
+    calls: list[int] = []
+    """The forward steps made inside its ``with`` block (it undoes their effect)."""
+    retry: RetryPolicy | None = None
 
 
 class ParkInfo(BaseModel):
@@ -130,8 +147,8 @@ class ExecutionRecord:
         self.error: str | None = None
         self.failed_compensation: str | None = None
         self.cancelled = False
-        self.steps: dict[int, dict[str, Any]] = {}
-        self.compensations: dict[int, dict[str, Any]] = {}
+        self.steps: dict[int, StepInfo] = {}
+        self.compensations: dict[int, CompensationInfo] = {}
         self.signals = 0
         self.started_at: datetime | None = None
         self.updated_at: datetime | None = None
@@ -156,16 +173,61 @@ class ExecutionRecord:
         if fold is not None:
             fold(self, event)
 
+    # -- the rules, once ----------------------------------------------------------------
+
+    def moot(self, comp: CompensationInfo) -> bool:
+        """A guarded compensation none of whose calls can have taken effect has nothing
+        to undo: each was refused, invalid or crashed."""
+        return comp.guarded and all(
+            self.steps[s].status not in ("applied", "pending") for s in comp.calls
+        )
+
+    def in_flight(self) -> list[StepInfo]:
+        """Calls without a final answer yet (sent, or waiting to be tried again)."""
+        return [s for s in self.steps.values() if s.status == "pending"]
+
+    def forward_in_flight(self) -> bool:
+        return any(s.compensation is None for s in self.in_flight())
+
+    # -- folds ----------------------------------------------------------------------------
+
     def _started(self, event: Started) -> None:
         self.logical, self.input, self.started_at = "running", event.input, event.at
 
+    def _scheduled(self, event: CallScheduled) -> None:
+        step = self.steps.get(event.seq)
+        if step is None:
+            self.steps[event.seq] = StepInfo(
+                seq=event.seq,
+                address=event.address,
+                command=event.command,
+                args=event.args,
+                compensation=event.compensation,
+                guards=list(event.guards),
+                attempts=event.attempt,
+                command_id=event.command_id,
+                retry=event.retry,
+                not_before=event.not_before,
+            )
+            for g in event.guards:
+                self.compensations[g].calls.append(event.seq)
+        else:
+            step.status, step.attempts = "pending", event.attempt
+            step.command_id, step.not_before = event.command_id, event.not_before
+            step.retry = event.retry
+        comp = self.compensations.get(event.compensation or 0)
+        if comp is not None:
+            comp.status, comp.attempts = "running", event.attempt
+
     def _completed_call(self, event: CallCompleted) -> None:
         step = self.steps[event.seq]
-        step.update(status=event.status, result=event.result, error=event.error)
-        comp = self.compensations.get(step["compensation"] or 0)
+        step.status = _step_status(event.status)
+        step.result, step.error = event.result, event.error
+        comp = self.compensations.get(step.compensation or 0)
         if comp is not None:
-            comp["status"] = "done" if event.status == "applied" else comp["status"]
-            comp["error"] = event.error
+            if event.status == "applied":
+                comp.status = "done"
+            comp.error = event.error
 
     def _signal(self, event: SignalReceived) -> None:
         self.signals += 1
@@ -174,21 +236,18 @@ class ExecutionRecord:
         self.cancelled = True
 
     def _registered(self, event: CompensationRegistered) -> None:
-        self.compensations[event.index] = {
-            "index": event.index,
-            "name": f"{event.address}.{event.command}",
-            "address": event.address,
-            "command": event.command,
-            "args": event.args,
-            "guarded": event.guarded,
-            "status": "registered",
-            "attempts": 0,
-            "error": None,
-            "calls": [],
-        }
+        self.compensations[event.index] = CompensationInfo(
+            index=event.index,
+            name=f"{event.address}.{event.command}",
+            address=event.address,
+            command=event.command,
+            args=event.args,
+            guarded=event.guarded,
+            retry=event.retry,
+        )
 
     def _skipped(self, event: CompensationSkipped) -> None:
-        self.compensations[event.index]["status"] = "skipped"
+        self.compensations[event.index].status = "skipped"
 
     def _compensating(self, event: Compensating) -> None:
         self.logical, self.error = "compensating", event.error
@@ -203,8 +262,8 @@ class ExecutionRecord:
         self.logical, self.error = "failed", event.error
         self.failed_compensation = event.compensation
         for comp in self.compensations.values():
-            if comp["status"] == "running":
-                comp["status"] = "failed"
+            if comp.status == "running":
+                comp.status = "failed"
 
     def _parked(self, event: Parked) -> None:
         self.parked = ParkInfo(
@@ -214,58 +273,26 @@ class ExecutionRecord:
     def _resumed(self, event: Resumed) -> None:
         self.parked = None
 
-    def _scheduled(self, event: CallScheduled) -> None:
-        step = self.steps.get(event.seq)
-        if step is None:
-            self.steps[event.seq] = {
-                "seq": event.seq,
-                "address": event.address,
-                "command": event.command,
-                "args": event.args,
-                "compensation": event.compensation,
-                "status": "pending",
-                "attempts": event.attempt,
-                "command_id": event.command_id,
-                "result": None,
-                "error": None,
-            }
-        else:
-            step.update(status="pending", attempts=event.attempt, command_id=event.command_id)
-        for g in event.guards:
-            self.compensations[g]["calls"].append(event.seq)
-        comp = self.compensations.get(event.compensation or 0)
-        if comp is not None:
-            comp["status"], comp["attempts"] = "running", event.attempt
-
     # -- views ---------------------------------------------------------------------------
 
-    def _comp_status(self, comp: dict[str, Any]) -> str:
-        """A guarded compensation none of whose calls can have taken effect is moot."""
-        status: str = comp["status"]
-        if status == "registered" and comp["guarded"]:
-            outcomes = [self.steps[s]["status"] for s in comp["calls"]]
-            if all(o not in ("applied", "pending") for o in outcomes):
-                return "moot"
-        return status
+    def _comp_status(self, comp: CompensationInfo) -> CompensationStatus:
+        if comp.status == "registered" and self.moot(comp):
+            return "moot"
+        return comp.status
 
     def pending_compensations(self) -> list[str]:
         if self.logical in ("completed", "compensated"):
             return []
         return [
-            f"#{c['index']} {c['name']}"
+            f"#{c.index} {c.name}"
             for c in reversed(self.compensations.values())
             if self._comp_status(c) in ("registered", "running", "failed")
         ]
 
     @property
-    def in_flight(self) -> int:
-        """Calls without a final answer yet (sent, or waiting to be tried again)."""
-        return sum(1 for s in self.steps.values() if s["status"] == "pending")
-
-    @property
     def steps_done(self) -> int:
         return sum(
-            1 for s in self.steps.values() if s["compensation"] is None and s["status"] == "applied"
+            1 for s in self.steps.values() if s.compensation is None and s.status == "applied"
         )
 
     def view(self) -> ExecutionStatus:
@@ -280,12 +307,9 @@ class ExecutionRecord:
             cancelled=self.cancelled,
             parked=self.parked,
             steps_done=self.steps_done,
-            steps=[StepInfo(**s) for s in self.steps.values()],
+            steps=[s.model_copy() for s in self.steps.values()],
             compensations=[
-                CompensationInfo(
-                    **{k: v for k, v in c.items() if k != "calls"}
-                    | {"status": self._comp_status(c)}
-                )
+                c.model_copy(update={"status": self._comp_status(c)})
                 for c in self.compensations.values()
             ],
             compensations_pending=self.pending_compensations(),
@@ -311,7 +335,7 @@ class ExecutionRecord:
         summary: JSONDict = {
             "steps_done": self.steps_done,
             "compensations_pending": len(self.pending_compensations()),
-            "in_flight": self.in_flight,
+            "in_flight": len(self.in_flight()),
         }
         if self.error is not None:
             summary["error"] = self.error[:500]
@@ -328,6 +352,12 @@ class ExecutionRecord:
             started_at=self.started_at,
             summary=summary,
         )
+
+
+def _step_status(status: str) -> StepStatus:
+    if status in ("applied", "rejected", "invalid", "dead_lettered"):
+        return status  # type: ignore[return-value]
+    return "dead_lettered"
 
 
 _FOLDS: dict[type[DomainEvent], Callable[[ExecutionRecord, Any], None]] = {

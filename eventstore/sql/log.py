@@ -8,7 +8,7 @@ last id it saw (an indexed ``rowid`` range), never the whole table.
 
 Both add :meth:`take`: wait for the first notification, then take what is already
 fetched without waiting (what a relay needs to batch its sends). :class:`LogFollower`
-opens the right one for a store.
+opens the right one for a store and hands out entityflow's own :class:`LogEntry`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from eventsourcing.persistence import ListenNotifySubscription, Notification, Sh
 from eventsourcing.postgres import PostgresSubscription
 
 from eventstore.errors import StoreUnavailableError
-from eventstore.sql.store import Store
+from eventstore.records import LogEntry
+from eventstore.sql.store import Store, log_entry
 
 log = logging.getLogger("entityflow.stream")
 
@@ -108,9 +109,9 @@ class LogFollower:
         self._subscription = subscribe(store, after, interval=interval)
         self._subscription.__enter__()
 
-    def take(self, limit: int, timeout: float) -> list[Notification]:
+    def take(self, limit: int, timeout: float) -> list[LogEntry]:
         """Wait up to ``timeout`` for one notification, then take what is there (<= limit)."""
-        return self._subscription.take(limit, timeout)
+        return [log_entry(n) for n in self._subscription.take(limit, timeout)]
 
     def close(self) -> None:
         try:
