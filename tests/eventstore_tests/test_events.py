@@ -71,13 +71,29 @@ def add_memo(data: dict[str, Any]) -> dict[str, Any]:
 # -- DomainEvent and EventRegistry ----------------------------------------------------------
 
 
-def test_event_type_defaults_to_the_class_name() -> None:
+def test_the_event_type_is_the_declared_name() -> None:
     assert Opened.event_type == "tests.Opened"
 
     class Closed(DomainEvent):
-        pass
+        event_type = "Closed"
 
     assert (Closed.event_type, Closed.schema_version) == ("Closed", 1)
+
+
+def test_an_event_without_a_declared_type_name_is_refused_with_what_to_write() -> None:
+    """A name derived from the class would change when the class is renamed, orphaning
+    every stored event of it; so the registry asks for a deliberate one."""
+
+    class Nameless(DomainEvent):
+        amount: int
+
+    class Inherited(Opened):  # a subclass must name itself too, not reuse its parent's
+        pass
+
+    with pytest.raises(RegistryError, match=r'Nameless has no event_type.*event_type = "Nameless"'):
+        EventRegistry([Nameless])
+    with pytest.raises(RegistryError, match="Inherited has no event_type of its own"):
+        EventRegistry([Inherited])
 
 
 def test_events_are_frozen_and_strict() -> None:
