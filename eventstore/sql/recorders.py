@@ -317,6 +317,43 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
         )
         self._sql_commit = call_sql(schema=self.datastore.schema, name=function)
 
+    def _create_table(self, curs: psycopg.Cursor[DictRow]) -> None:
+        """Create what is missing; on a complete schema, only refresh the commit function.
+
+        ``CREATE INDEX IF NOT EXISTS`` and ``ALTER TABLE ... IF NOT EXISTS`` lock their
+        table before they look, so a process opening the store while another commits
+        (which locks the events table, then writes outcomes) can deadlock with it. The
+        creation lock keeps openers apart but not committers; skipping the statements
+        when nothing is missing does.
+        """
+        migrating = self.datastore.single_row_tracking and not self.tracking_migration_previous
+        if self.tracking_table_exists and not migrating and self._schema_complete(curs):
+            for statement in self.sql_create_statements:
+                if "CREATE OR REPLACE FUNCTION" in statement.as_string():
+                    curs.execute(statement, prepare=False)
+            return
+        super()._create_table(curs)
+
+    def _schema_complete(self, curs: psycopg.Cursor[DictRow]) -> bool:
+        schema = self.datastore.schema
+        prefix = self.events_table_name.removesuffix("_events")
+        tables = [self.events_table_name, self.tracking_table_name]
+        tables += [f"{prefix}_commands", f"{prefix}_executions"]
+        curs.execute(
+            "SELECT count(*) AS n FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name = ANY(%s)",
+            (schema, tables),
+        )
+        row = curs.fetchone()
+        if row is None or row["n"] != len(tables):
+            return False
+        curs.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s AND column_name = 'code'",
+            (schema, f"{prefix}_commands"),
+        )
+        return curs.fetchone() is not None
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 
+import psycopg
 import pytest
+from psycopg import sql
 
-from tests.conftest import PG_BASE, drop_pg_schema, new_pg_schema
+from tests.conftest import PG_BASE, drop_pg_schema, new_pg_schema, pg_conninfo
 
 pytestmark = pytest.mark.postgres
 
@@ -37,3 +40,38 @@ def test_concurrent_first_opens_take_turns(round_: int) -> None:
     finally:
         drop_pg_schema(schema)
     assert outcomes == ["ok"] * len(procs)
+
+
+def test_opening_a_complete_schema_does_not_wait_for_running_commits(pg_url: str) -> None:
+    """A worker joining a running system opens the store while others commit.
+
+    A commit holds the events table in EXCLUSIVE mode and then writes outcomes; an
+    opener that re-ran ``CREATE INDEX IF NOT EXISTS`` (which locks first and looks
+    after) waited on it, and with ``ALTER TABLE`` on the outcomes table the two
+    deadlocked (seen in CI as a worker that could not start).
+    """
+    from eventstore import EventRegistry, Store
+
+    Store(pg_url, EventRegistry()).close()  # the schema now exists and is complete
+    schema = pg_url.split("schema=")[1]
+    with psycopg.connect(pg_conninfo()) as committer:
+        tables = committer.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (schema,),
+        ).fetchall()
+        for (name,) in tables:
+            committer.execute(
+                sql.SQL("LOCK TABLE {}.{} IN EXCLUSIVE MODE").format(
+                    sql.Identifier(schema), sql.Identifier(name)
+                )
+            )
+        opened: list[str] = []
+        opener = threading.Thread(
+            target=lambda: opened.append(repr(Store(pg_url, EventRegistry()).close())),
+            daemon=True,
+        )
+        opener.start()
+        opener.join(10)
+        committer.rollback()
+    assert len(tables) >= 4
+    assert opened == ["None"], "opening the store waited for the lock a commit holds"
