@@ -70,6 +70,10 @@ class KafkaSettings:
     # partitions when it next refreshes metadata; the client's default is five minutes,
     # which after a broker that came back empty leaves a worker idle that long.
     metadata_max_age_ms: int = 5_000
+    # kafka-python backs off up to 30 s between reconnects (the Java client: 1 s); after
+    # a broker restart that took a while, every client then sat out half a minute with
+    # no node to talk to ("No node_id provided") while the broker was already back.
+    reconnect_backoff_max_ms: int = 1_000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def common(self) -> dict[str, Any]:
@@ -79,6 +83,7 @@ class KafkaSettings:
             "request_timeout_ms": self.request_timeout_ms,
             "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
             "metadata_max_age_ms": self.metadata_max_age_ms,
+            "reconnect_backoff_max_ms": self.reconnect_backoff_max_ms,
             **self.extra,
         }
 
