@@ -1,0 +1,169 @@
+"""The Mailbox contract, run against both implementations: in memory and on Apache Kafka.
+
+The worker and the clients rely only on what :mod:`actors.mailbox.protocol` promises; the
+in-memory mailbox may stand in for Kafka in unit tests only while it keeps the same
+promises, which these tests hold both to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from actors import Delivery, Envelope, InMemoryMailbox, Mailbox, MailboxConsumer
+from actors.mailbox.kafka import KafkaMailbox
+from eventstore import Outcome
+from eventstore.kafka.io import KafkaSettings
+
+PARTITIONS = 3
+
+
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+def mailbox(request: pytest.FixtureRequest, namespace: str) -> Iterator[Mailbox]:
+    made: Mailbox
+    if request.param == "memory":
+        made = InMemoryMailbox(partitions=PARTITIONS, namespace=namespace)
+    else:
+        bootstrap: str = request.getfixturevalue("kafka_bootstrap")
+        made = KafkaMailbox(KafkaSettings(bootstrap), namespace=namespace, partitions=PARTITIONS)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+class Listener:
+    """Does what a worker does on assignment: seeks each partition to its tracked position.
+
+    The mailbox drops what a poll fetched for a partition whose owner changed during
+    it (fetched from a position nobody chose), so an owner that did not seek would
+    skip those records; here the tracked position is the start of the log.
+    """
+
+    def __init__(self) -> None:
+        self.assigned: set[int] = set()
+        self.consumer: MailboxConsumer | None = None
+
+    def on_assigned(self, partitions: list[int]) -> None:
+        self.assigned |= set(partitions)
+        assert self.consumer is not None
+        for p in partitions:
+            self.consumer.seek(p, self.consumer.offsets(p)[0])
+
+    def on_revoked(self, partitions: list[int]) -> None:
+        self.assigned -= set(partitions)
+
+
+def envelope(address: str, n: int, **extra: Any) -> Envelope:
+    return Envelope(address=address, kind="command", name="deposit", args={"n": n}, **extra)
+
+
+def read(consumer: MailboxConsumer, count: int, timeout: float = 30.0) -> list[Delivery]:
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        got += consumer.poll(0.2, 500)
+    return got
+
+
+def test_an_address_always_goes_to_the_same_partition(mailbox: Mailbox) -> None:
+    assert mailbox.partitions == PARTITIONS
+    spread = {mailbox.partition_of(f"Account/a-{n}") for n in range(100)}
+    assert spread == set(range(PARTITIONS))  # every partition is used
+    assert all(
+        mailbox.partition_of("Account/a-7") == mailbox.partition_of("Account/a-7") for _ in range(5)
+    )
+    assert mailbox.name  # positions are tracked under it: it must name this log
+
+
+def test_every_acknowledged_envelope_is_delivered_once_in_send_order_per_address(
+    mailbox: Mailbox,
+) -> None:
+    sent = [envelope(f"Account/a-{n % 5}", n) for n in range(40)]
+    for ack in [mailbox.send(e) for e in sent]:
+        ack.result(30)
+    listener = Listener()
+    consumer = listener.consumer = mailbox.consumer("workers", listener)
+    try:
+        got = read(consumer, len(sent))
+        assert listener.assigned == set(range(PARTITIONS))
+        assert sorted(d.envelope.command_id for d in got if d.envelope) == sorted(
+            e.command_id for e in sent
+        )
+        assert all(
+            d.envelope == next(e for e in sent if e.command_id == d.envelope.command_id)
+            for d in got
+            if d.envelope
+        )
+        for n in range(5):
+            address = f"Account/a-{n}"
+            order = [
+                d.envelope.args["n"] for d in got if d.envelope and d.envelope.address == address
+            ]
+            assert order == [e.args["n"] for e in sent if e.address == address]
+            assert {d.partition for d in got if d.envelope and d.envelope.address == address} == {
+                mailbox.partition_of(address)
+            }
+        for p in range(PARTITIONS):
+            offsets = [d.offset for d in got if d.partition == p]
+            assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+            first, end = consumer.offsets(p)
+            assert end - first == len(offsets)
+    finally:
+        consumer.close()
+
+
+def test_seek_reads_a_partition_again_from_an_offset(mailbox: Mailbox) -> None:
+    address = "Account/seek"
+    sent = [envelope(address, n) for n in range(6)]
+    for e in sent:
+        mailbox.send(e).result(30)
+    partition = mailbox.partition_of(address)
+    listener = Listener()
+    consumer = listener.consumer = mailbox.consumer("workers", listener)
+    try:
+        first = read(consumer, len(sent))
+        mine = [d for d in first if d.partition == partition]
+        consumer.seek(partition, mine[3].offset)
+        again = [d for d in read(consumer, 3) if d.partition == partition]
+        assert [d.envelope.args["n"] for d in again if d.envelope] == [3, 4, 5]
+    finally:
+        consumer.close()
+
+
+def test_a_reply_reaches_the_channel_that_expects_it(mailbox: Mailbox) -> None:
+    channel = mailbox.reply_channel()
+    try:
+        answer = channel.expect("c-1")
+        other = channel.expect("c-2")
+        mailbox.send_replies(
+            channel.route, [Outcome("c-1", "Account/a", "deposit", "applied", "20.00", version=3)]
+        )
+        got = answer.result(30)
+        assert (got.command_id, got.status, got.result, got.version) == (
+            "c-1",
+            "applied",
+            "20.00",
+            3,
+        )
+        assert not other.done()  # a reply is for its own command only
+        channel.forget("c-2")
+    finally:
+        channel.close()
+
+
+def test_a_dead_letter_is_accepted_and_the_partition_flows_on(mailbox: Mailbox) -> None:
+    address = "Account/dl"
+    mailbox.send(envelope(address, 1)).result(30)
+    mailbox.send(envelope(address, 2)).result(30)
+    listener = Listener()
+    consumer = listener.consumer = mailbox.consumer("workers", listener)
+    try:
+        got = read(consumer, 2)
+        mailbox.dead_letter(got[0], "cannot be handled: test").result(30)
+        assert [d.envelope.args["n"] for d in got if d.envelope] == [1, 2]
+    finally:
+        consumer.close()
