@@ -138,6 +138,15 @@ TUNING: dict[str, str] = {
 """Broker settings beyond the listeners (deploy/ sets the same ones; a test compares)."""
 
 
+def _alive(pid: int) -> bool:
+    """Running: a zombie (exited, not yet reaped by a parent still alive) has stopped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 class ApacheKafka:
     """One Apache Kafka process on 127.0.0.1; its data lives in ``home`` across restarts.
 
@@ -255,9 +264,9 @@ class ApacheKafka:
         self._say(f"stopping the broker an earlier run left behind (pid {pid})")
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 60
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if Path(f"/proc/{pid}").exists():
+        if _alive(pid):
             os.kill(pid, signal.SIGKILL)
         self._wait_port_free()
 
