@@ -33,11 +33,14 @@ from actors.host import Host
 from actors.kinds import Actor, ActorKind, EntityActor, EntityKind, Turn
 from actors.mailbox.memory import InMemoryMailbox
 from actors.mailbox.protocol import (
+    ACTIVITY_ROUTE,
     Delivery,
     Mailbox,
     MailboxConsumer,
     PartitionListener,
     ReplyChannel,
+    TaskConsumer,
+    is_activity_task,
 )
 from actors.reader import load_entity
 from actors.retry import RetryPolicy
@@ -46,6 +49,7 @@ from actors.sender import CommandSender
 from actors.worker import Worker
 
 __all__ = [
+    "ACTIVITY_ROUTE",
     "Actor",
     "ActorKind",
     "ActorsError",
@@ -88,6 +92,7 @@ __all__ = [
     "Runtime",
     "SendUnconfirmedError",
     "StateView",
+    "TaskConsumer",
     "Turn",
     "UnknownCommandError",
     "UnknownEntityTypeError",
@@ -97,6 +102,7 @@ __all__ = [
     "check_entity_id",
     "command",
     "decoded",
+    "is_activity_task",
     "load_entity",
     "merge_registries",
     "new_command_id",

@@ -21,7 +21,13 @@ from typing import Any
 
 from actors.envelopes import Envelope
 from actors.local_delivery import LocalDeliveries
-from actors.mailbox.protocol import Delivery, Mailbox, MailboxConsumer, position_name
+from actors.mailbox.protocol import (
+    Delivery,
+    Mailbox,
+    MailboxConsumer,
+    is_activity_task,
+    position_name,
+)
 from actors.runtime import BatchResult, Runtime
 from eventstore import (
     Commit,
@@ -306,7 +312,7 @@ class Worker:
     def dispatch(self, envelope: Envelope) -> None:
         """Send through the broker, or keep for the next batch if this worker owns the actor."""
         local = self._local
-        if local is not None:
+        if local is not None and not is_activity_task(envelope):
             partition = self.mailbox.partition_of(envelope.address)
             if partition in self._positions and local.accepts(partition):
                 local.put(partition, envelope)

@@ -7,16 +7,20 @@ explicitly: it needs the broker client).
 
 from actors.mailbox.memory import InMemoryMailbox
 from actors.mailbox.protocol import (
+    ACTIVITY_ROUTE,
     LOCAL_OFFSET,
     Delivery,
     Mailbox,
     MailboxConsumer,
     PartitionListener,
     ReplyChannel,
+    TaskConsumer,
+    is_activity_task,
     position_name,
 )
 
 __all__ = [
+    "ACTIVITY_ROUTE",
     "LOCAL_OFFSET",
     "Delivery",
     "InMemoryMailbox",
@@ -24,5 +28,7 @@ __all__ = [
     "MailboxConsumer",
     "PartitionListener",
     "ReplyChannel",
+    "TaskConsumer",
+    "is_activity_task",
     "position_name",
 ]

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from actors.envelopes import OUTCOMES, Envelope
 from actors.errors import MailboxUnavailableError
-from actors.mailbox.protocol import Delivery, PartitionListener
+from actors.mailbox.protocol import Delivery, PartitionListener, is_activity_task
 from actors.mailbox.reply_datagrams import (
     DatagramReceiver,
     DatagramSender,
@@ -57,6 +57,7 @@ class KafkaTopics:
         self.namespace = namespace
         self.commands = f"{namespace}.commands"
         self.deadletters = f"{namespace}.deadletters"
+        self.activities = f"{namespace}.activities"
         self.replies_prefix = f"{namespace}.replies."
 
 
@@ -113,7 +114,11 @@ class KafkaMailbox:
 
     def ensure_topics(self) -> None:
         self._admin.ensure_topics(
-            {self.topics.commands: self.partition_count, self.topics.deadletters: 1},
+            {
+                self.topics.commands: self.partition_count,
+                self.topics.activities: self.partition_count,
+                self.topics.deadletters: 1,
+            },
             replication_factor=self.replication_factor,
         )
 
@@ -173,14 +178,17 @@ class KafkaMailbox:
     # -- sending ------------------------------------------------------------------------
 
     def send(self, envelope: Envelope) -> Future[None]:
+        """To the actor's partition of the commands topic; an activity task goes to the
+        activity topic, keyed by its command id so that tasks spread over the workers."""
         headers = {"ef-kind": envelope.kind.encode(), "ef-command-id": envelope.command_id.encode()}
         if envelope.reply_to:
             headers["ef-reply-to"] = envelope.reply_to.encode()
+        task = is_activity_task(envelope)
         return _chain(
             self._producer.send(
-                self.topics.commands,
+                self.topics.activities if task else self.topics.commands,
                 envelope.encode(),
-                key=envelope.address.encode(),
+                key=(envelope.command_id if task else envelope.address).encode(),
                 headers=headers,
             ),
             self.heal_topics_soon,
@@ -225,6 +233,9 @@ class KafkaMailbox:
     ) -> KafkaMailboxConsumer:
         return KafkaMailboxConsumer(self, group, listener, instance_id)
 
+    def task_consumer(self, group: str) -> KafkaTaskConsumer:
+        return KafkaTaskConsumer(self, group)
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -247,12 +258,12 @@ def _log_failure(what: str) -> Callable[[Future[KafkaRecord]], None]:
     return check
 
 
-def decode_record(record: KafkaRecord) -> Delivery:
+def decode_record(record: KafkaRecord, *, keyed_by_address: bool = True) -> Delivery:
     try:
         envelope = Envelope.decode(record.value)
     except (ValidationError, ValueError) as exc:
         return Delivery(record.partition, record.offset, record.value, None, f"undecodable: {exc}")
-    if record.key is not None and record.key != envelope.address.encode():
+    if keyed_by_address and record.key is not None and record.key != envelope.address.encode():
         return Delivery(
             record.partition,
             record.offset,
@@ -332,6 +343,56 @@ class KafkaMailboxConsumer:
 
     def offsets(self, partition: int) -> tuple[int, int]:
         return self._consumer.offsets(partition)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaTaskConsumer:
+    """An activity worker's view of the activity topic; positions committed in Kafka."""
+
+    def __init__(self, mailbox: KafkaMailbox, group: str) -> None:
+        self._consumer = GroupConsumer(mailbox.settings, mailbox.topics.activities, group)
+        self._mailbox = mailbox
+        self._owned: set[int] = set()
+        self._assigned: list[int] = []
+        self._last_heal = time.monotonic()
+
+    def poll(self, timeout: float, max_records: int) -> list[Delivery]:
+        records = self._consumer.poll(timeout, max_records)
+        for change in self._consumer.take_rebalances():
+            self._owned -= set(change.revoked)
+            self._owned |= set(change.assigned)
+            self._assigned += change.assigned
+        if not records and time.monotonic() - self._last_heal > 5.0:
+            self._last_heal = time.monotonic()
+            try:
+                self._mailbox.ensure_topics()
+            except BrokerUnavailableError as exc:
+                log.warning("cannot (re)create topics: %s", exc)
+        # A newly assigned partition is fetched from the group's committed offset, which
+        # is the position this log keeps: unlike an entity worker's, nothing to seek.
+        return [decode_record(r, keyed_by_address=False) for r in records]
+
+    def take_assigned(self) -> list[int]:
+        assigned, self._assigned = self._assigned, []
+        return assigned
+
+    def commit(self, offsets: Mapping[int, int]) -> None:
+        owned = {p: o for p, o in offsets.items() if p in self._owned}
+        if not owned:
+            return
+        try:
+            self._consumer.commit(owned)
+        except BrokerUnavailableError as exc:
+            # Lost to a rebalance or an outage: those tasks may run again (at least once).
+            log.warning("could not commit activity offsets %s: %s", owned, exc)
+
+    def pause(self) -> None:
+        self._consumer.pause_all()
+
+    def resume(self) -> None:
+        self._consumer.resume_all()
 
     def close(self) -> None:
         self._consumer.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from actors.envelopes import Envelope
-from actors.mailbox.protocol import Delivery, PartitionListener
+from actors.mailbox.protocol import Delivery, PartitionListener, is_activity_task
 from eventstore import Outcome
 
 
@@ -68,6 +68,13 @@ class _Group:
     generation: int = 0
 
 
+@dataclass
+class _TaskGroup:
+    members: list[MemoryTaskConsumer] = field(default_factory=list)
+    generation: int = 0
+    committed: dict[int, int] = field(default_factory=dict)
+
+
 class InMemoryMailbox:
     """Partitioned logs in memory; one process, any number of consumers per group."""
 
@@ -77,6 +84,8 @@ class InMemoryMailbox:
         self._logs: list[list[bytes]] = [[] for _ in range(partitions)]
         self._cond = threading.Condition()
         self._groups: dict[str, _Group] = {}
+        self._tasks: list[list[bytes]] = [[] for _ in range(partitions)]
+        self._task_groups: dict[str, _TaskGroup] = {}
         self._channels: dict[str, MemoryReplyChannel] = {}
         # Positions are tracked in the store under this name. A new in-memory log is a new
         # log: unless told otherwise, it must not resume from an earlier one's positions.
@@ -96,8 +105,19 @@ class InMemoryMailbox:
         return zlib.crc32(address.encode()) % len(self._logs)
 
     def send(self, envelope: Envelope) -> Future[None]:
+        if is_activity_task(envelope):
+            with self._cond:
+                partition = zlib.crc32(envelope.command_id.encode()) % len(self._tasks)
+                self._tasks[partition].append(envelope.encode())
+                self._cond.notify_all()
+            return _done()
         self.append_raw(self.partition_of(envelope.address), envelope.encode())
         return _done()
+
+    def task_log(self) -> list[Envelope]:
+        """Every activity task sent so far, in no particular order (what tests look at)."""
+        with self._cond:
+            return [Envelope.decode(raw) for log in self._tasks for raw in log]
 
     def log_length(self, partition: int) -> int:
         """How many messages a partition holds (what tests look at)."""
@@ -145,8 +165,20 @@ class InMemoryMailbox:
             self._cond.notify_all()
             return consumer
 
+    def task_consumer(self, group: str) -> MemoryTaskConsumer:
+        with self._cond:
+            g = self._task_groups.setdefault(group, _TaskGroup())
+            consumer = MemoryTaskConsumer(self, g)
+            g.members.append(consumer)
+            g.generation += 1
+            self._cond.notify_all()
+            return consumer
+
     def close(self) -> None:
         with self._cond:
+            for tg in self._task_groups.values():
+                tg.members.clear()
+                tg.generation += 1
             for g in self._groups.values():
                 g.members.clear()
                 g.generation += 1
@@ -223,6 +255,80 @@ class MemoryConsumer:
 
     def close(self) -> None:
         self._mailbox._leave(self)
+
+
+class MemoryTaskConsumer:
+    """A member of an activity worker group; positions are committed in the group."""
+
+    def __init__(self, mailbox: InMemoryMailbox, group: _TaskGroup) -> None:
+        self._mailbox = mailbox
+        self.group = group
+        self._generation = -1
+        self._owned: list[int] = []
+        self._next: dict[int, int] = {}
+        self._assigned: list[int] = []
+        self._paused = False
+
+    def _rebalance(self) -> None:
+        g = self.group
+        if self._generation == g.generation:
+            return
+        self._generation = g.generation
+        if self not in g.members:
+            self._owned = []
+        else:
+            i = g.members.index(self)
+            self._owned = [p for p in range(len(self._mailbox._tasks)) if p % len(g.members) == i]
+        self._next = {p: g.committed.get(p, 0) for p in self._owned}
+        self._assigned += self._owned
+
+    def _ready(self) -> bool:
+        tasks = self._mailbox._tasks
+        return not self._paused and any(self._next[p] < len(tasks[p]) for p in self._owned)
+
+    def poll(self, timeout: float, max_records: int) -> list[Delivery]:
+        mb = self._mailbox
+        with mb._cond:
+            self._rebalance()
+            if not self._ready():
+                mb._cond.wait(timeout)
+                self._rebalance()
+            if self._paused:
+                return []
+            out: list[Delivery] = []
+            for p in self._owned:
+                log = mb._tasks[p]
+                start = self._next[p]
+                end = min(len(log), start + max_records - len(out))
+                out += [_decode(p, offset, log[offset]) for offset in range(start, end)]
+                self._next[p] = max(start, end)
+            return out
+
+    def take_assigned(self) -> list[int]:
+        with self._mailbox._cond:
+            assigned, self._assigned = self._assigned, []
+            return assigned
+
+    def commit(self, offsets: Mapping[int, int]) -> None:
+        with self._mailbox._cond:
+            for p, offset in offsets.items():
+                if p in self._owned:
+                    self.group.committed[p] = max(self.group.committed.get(p, 0), offset)
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        with self._mailbox._cond:
+            self._paused = False
+            self._mailbox._cond.notify_all()
+
+    def close(self) -> None:
+        with self._mailbox._cond:
+            if self in self.group.members:
+                self.group.members.remove(self)
+                self.group.generation += 1
+                self._mailbox._cond.notify_all()
 
 
 def _decode(partition: int, offset: int, raw: bytes) -> Delivery:

@@ -8,13 +8,17 @@ the event store, never in the broker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from actors.envelopes import Envelope
 from eventstore import Outcome
+
+ACTIVITY_ROUTE = "activity:"
+"""The address prefix of an activity task: such envelopes go to the activity log, read by
+activity workers, never to an actor."""
 
 LOCAL_OFFSET = -1
 """The offset of a delivery that did not come through the broker (see ``local_delivery``)."""
@@ -72,6 +76,35 @@ class ReplyChannel(Protocol):
     def close(self) -> None: ...
 
 
+def is_activity_task(envelope: Envelope) -> bool:
+    return envelope.address.startswith(ACTIVITY_ROUTE)
+
+
+class TaskConsumer(Protocol):
+    """A member of an activity worker group, reading the activity log.
+
+    Unlike an entity worker (which tracks positions in the store, with its effects), an
+    activity worker commits its position in the log itself, once a task has been run
+    and answered: a task runs at least once, and each attempt carries an idempotency key.
+    """
+
+    def poll(self, timeout: float, max_records: int) -> list[Delivery]: ...
+
+    def take_assigned(self) -> list[int]:
+        """Partitions (re)assigned since the last call: reading restarts at their commit."""
+
+    def commit(self, offsets: Mapping[int, int]) -> None:
+        """Record, per partition, the offset of the next task to run (what is done before
+        it is never read again by this group); ignores partitions no longer owned."""
+
+    def pause(self) -> None:
+        """Stop fetching (every worker thread busy) while staying in the group."""
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Mailbox(Protocol):
     """Durable, partitioned delivery of envelopes keyed by address."""
 
@@ -106,6 +139,9 @@ class Mailbox(Protocol):
         self, group: str, listener: PartitionListener, *, instance_id: str | None = None
     ) -> MailboxConsumer:
         """Join ``group``; ``instance_id`` is a stable identity across restarts, if any."""
+
+    def task_consumer(self, group: str) -> TaskConsumer:
+        """Join ``group`` of activity workers, reading the activity log."""
 
     def close(self) -> None: ...
 

@@ -548,6 +548,13 @@ class GroupConsumer:
     def assignment(self) -> list[int]:
         return sorted(tp.partition for tp in self._consumer.assignment())
 
+    def pause_all(self) -> None:
+        """Stop fetching every assigned partition; polls keep the membership alive."""
+        self._consumer.pause(*self._consumer.assignment())
+
+    def resume_all(self) -> None:
+        self._consumer.resume(*self._consumer.paused())
+
     def group_state(self) -> str:
         """This member's view of its group (``STABLE``, ``REBALANCING``, ``UNJOINED``)."""
         state = str(self._consumer.group_metadata().state)  # kafka-python: "<stable>"

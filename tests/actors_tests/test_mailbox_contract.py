@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from actors import Delivery, Envelope, InMemoryMailbox, Mailbox, MailboxConsumer
+from actors import (
+    ACTIVITY_ROUTE,
+    Delivery,
+    Envelope,
+    InMemoryMailbox,
+    Mailbox,
+    MailboxConsumer,
+    TaskConsumer,
+)
 from actors.mailbox.kafka import KafkaMailbox
 from eventstore import Outcome
 from eventstore.kafka.io import KafkaSettings
@@ -167,3 +175,72 @@ def test_a_dead_letter_is_accepted_and_the_partition_flows_on(mailbox: Mailbox) 
         assert [d.envelope.args["n"] for d in got if d.envelope] == [1, 2]
     finally:
         consumer.close()
+
+
+def task(n: int) -> Envelope:
+    return Envelope(address=f"{ACTIVITY_ROUTE}charge", kind="command", name="charge", args={"n": n})
+
+
+def read_tasks(consumer: TaskConsumer, count: int, timeout: float = 30.0) -> list[Delivery]:
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        got += consumer.poll(0.2, 500)
+    return got
+
+
+def test_activity_tasks_go_to_activity_workers_never_to_actors(mailbox: Mailbox) -> None:
+    sent = [task(n) for n in range(12)]
+    for ack in [mailbox.send(e) for e in sent]:
+        ack.result(30)
+    mailbox.send(envelope("Account/a-1", 1)).result(30)
+    tasks = mailbox.task_consumer("activity-workers")
+    listener = Listener()
+    actors = listener.consumer = mailbox.consumer("workers", listener)
+    try:
+        got = read_tasks(tasks, len(sent))
+        assert sorted(d.envelope.args["n"] for d in got if d.envelope) == list(range(12))
+        to_actors = read(actors, 1)
+        assert [d.envelope.address for d in to_actors if d.envelope] == ["Account/a-1"]
+        assert not read(actors, 1, timeout=1.0)  # no task among them
+    finally:
+        tasks.close()
+        actors.close()
+
+
+def test_what_a_task_worker_committed_is_not_run_again_the_rest_is(mailbox: Mailbox) -> None:
+    for ack in [mailbox.send(task(n)) for n in range(10)]:
+        ack.result(30)
+    first = mailbox.task_consumer("activity-workers")
+    got = read_tasks(first, 10)
+    assert len(got) == 10
+    # Finished: the first four of each partition; the rest was running when it died.
+    done: dict[int, int] = {}
+    for d in sorted(got, key=lambda d: (d.partition, d.offset)):
+        if sum(1 for o in got if o.partition == d.partition and o.offset < d.offset) < 2:
+            done[d.partition] = d.offset + 1
+    first.commit(done)
+    first.close()
+    second = mailbox.task_consumer("activity-workers")
+    try:
+        again = read_tasks(second, 10, timeout=10.0)
+        expected = sorted(
+            d.envelope.args["n"] for d in got if d.envelope and d.offset >= done[d.partition]
+        )
+        assert sorted(d.envelope.args["n"] for d in again if d.envelope) == expected
+        assert 0 < len(expected) < 10
+    finally:
+        second.close()
+
+
+def test_a_paused_task_consumer_fetches_nothing_until_resumed(mailbox: Mailbox) -> None:
+    tasks = mailbox.task_consumer("activity-workers")
+    try:
+        read_tasks(tasks, 1, timeout=3.0)  # joined, nothing there yet
+        tasks.pause()
+        mailbox.send(task(1)).result(30)
+        assert read_tasks(tasks, 1, timeout=2.0) == []
+        tasks.resume()
+        assert [d.envelope.args["n"] for d in read_tasks(tasks, 1) if d.envelope] == [1]
+    finally:
+        tasks.close()
