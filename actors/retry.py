@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 class RetryPolicy(BaseModel):
     """``attempts`` in all (the first included), waiting ``initial_interval`` seconds before
-    the second, multiplied by ``backoff`` each time, never more than ``max_interval``."""
+    the second, multiplied by ``backoff`` each time, never more than ``max_interval``.
+
+    ``non_retryable`` names error types (an activity's exception class name, or an
+    ``ApplicationError``'s ``type``) that end the retries at once."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -23,6 +26,7 @@ class RetryPolicy(BaseModel):
     initial_interval: float = Field(default=1.0, ge=0.0, le=86_400.0)
     backoff: float = Field(default=2.0, ge=1.0, le=100.0)
     max_interval: float = Field(default=60.0, ge=0.0, le=86_400.0)
+    non_retryable: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

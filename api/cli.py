@@ -38,6 +38,7 @@ from eventstore import EventRegistry, EventStoreError
 from eventstore.kafka import ApacheKafka, local_broker
 from eventstore.stream.relay import Relay, StreamTopics
 from eventstore.stream.tail import StreamFilter, TailOptions, tail
+from sagas import ActivityWorker
 
 log = logging.getLogger("entityflow.cli")
 DEFAULT_DOMAIN = "examples.shop"
@@ -94,23 +95,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
     host = build_host(settings, domain, mailbox=mailbox)
     relay = _worker_relay(settings, host.store.registry, args.bootstrap_servers)
     worker = host.worker
+    activities = host.activities
     _stop_on_signals(worker.stop)
     _tune_gc()
+    if activities is not None:
+        activities.start()
     print(
         f"entityflow worker: store {host.store.url}, mailbox {mailbox.name}, "
         f"group {settings.group()}"
-        f"{f' as {settings.worker_id}' if settings.worker_id else ''}; Ctrl-C to stop",
+        f"{f' as {settings.worker_id}' if settings.worker_id else ''}"
+        f"{_activities_line(activities)}; Ctrl-C to stop",
         flush=True,
     )
     try:
         worker.run()
     finally:
+        if activities is not None:
+            activities.stop()
         _close_relay(relay)
         host.client.close()
         mailbox.close()
         host.store.close()
     print(f"entityflow worker stopped: {worker.stats.summary()}", flush=True)
     return 0
+
+
+def _activities_line(activities: ActivityWorker | None) -> str:
+    if activities is None:
+        return ", no activities"
+    names = ", ".join(sorted(activities.activities))
+    return f", activities {names} ({activities.concurrency} at once)"
 
 
 def _port(args: argparse.Namespace, settings: Settings) -> int:

@@ -92,6 +92,17 @@ class Settings(BaseSettings):
             "not through the broker (sagas take fewer broker trips)"
         ),
     )
+    activity_concurrency: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=1_000,
+            description=(
+                "activity attempts a worker runs at once, each in a thread; 0: this "
+                "worker runs no activities (others in the group do)"
+            ),
+        ),
+    ] = 16
     reply_host: str = Field(
         default="auto",
         min_length=1,

@@ -25,7 +25,8 @@ class DomainLoadError(ValueError):
 
 
 def load_domain(path: str | None) -> Domain:
-    """Import ``package.module`` and take its ``DOMAIN`` (or its ``ENTITIES``, ``WORKFLOWS``)."""
+    """Import ``package.module`` and take its ``DOMAIN`` (or its ``ENTITIES``, ``WORKFLOWS``
+    and ``ACTIVITIES``)."""
     if not path:
         raise DomainLoadError(
             "name the module that exports the domain: --domain package.module (it exports "
@@ -45,7 +46,11 @@ def load_domain(path: str | None) -> Domain:
             f"the domain module {path!r} must export DOMAIN = Domain(ENTITIES, WORKFLOWS) "
             "or ENTITIES = (EntityClass, ...)"
         )
-    return Domain(tuple(entities), tuple(getattr(module, "WORKFLOWS", ())))
+    return Domain(
+        tuple(entities),
+        tuple(getattr(module, "WORKFLOWS", ())),
+        activities=tuple(getattr(module, "ACTIVITIES", ())),
+    )
 
 
 def kafka_settings(settings: Settings, bootstrap_servers: str | None = None) -> KafkaSettings:
@@ -94,6 +99,8 @@ def build_host(
         group=settings.group(),
         instance_id=settings.worker_id,
         run_worker=run_worker,
+        activity_concurrency=settings.activity_concurrency,
+        run_activities=run_worker and settings.activity_concurrency > 0,
     )
 
 

@@ -8,6 +8,16 @@ what a deployment runs.
 """
 
 from actors.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
+from sagas.activities import (
+    Activity,
+    ActivityInfo,
+    ActivityOptions,
+    ApplicationError,
+    activity,
+    activity_info,
+    heartbeat,
+)
+from sagas.activity_worker import ActivityWorker
 from sagas.client import WorkflowClient
 from sagas.context import CallHandle, CompensationScope, Pending, WorkflowContext
 from sagas.coordinator import CoordinatorStats, WorkflowActor, WorkflowKind
@@ -15,6 +25,7 @@ from sagas.definition import QuerySpec, Workflow
 from sagas.domain import Domain, Host
 from sagas.engine import Engine, replay
 from sagas.errors import (
+    ActivityError,
     InvalidWorkflowInputError,
     NonDeterminismError,
     ReplayError,
@@ -45,6 +56,12 @@ __all__ = [
     "DEFAULT_COMPENSATION_RETRY",
     "FINAL_STATUSES",
     "HISTORY_EVENTS",
+    "Activity",
+    "ActivityError",
+    "ActivityInfo",
+    "ActivityOptions",
+    "ActivityWorker",
+    "ApplicationError",
     "CallHandle",
     "CompensationInfo",
     "CompensationScope",
@@ -79,5 +96,8 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowParkedError",
     "WorkflowView",
+    "activity",
+    "activity_info",
+    "heartbeat",
     "replay",
 ]

@@ -17,6 +17,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 from actors import Command, EntitySpec, RetryPolicy, UnknownCommandError, check_entity_id
 from actors.retry import DEFAULT_COMPENSATION_RETRY
 from eventstore import JSONDict
+from sagas.activities import Activity, ActivityOptions
 from sagas.errors import WorkflowError
 from sagas.signals import Signal
 
@@ -113,6 +114,15 @@ class EngineView(Protocol):
         command: str,
         args: JSONDict,
         retry: RetryPolicy | None,
+        decode: Decoder,
+    ) -> CallHandle[Any]: ...
+
+    def schedule_activity(
+        self,
+        name: str,
+        args: JSONDict,
+        retry: RetryPolicy,
+        options: ActivityOptions,
         decode: Decoder,
     ) -> CallHandle[Any]: ...
 
@@ -215,6 +225,21 @@ class WorkflowContext:
         address, body, decode = _target(handler, entity_id, args, kwargs)
         return self._engine.schedule_call(
             address, handler.name, body, handler.call_options.retry, decode
+        )
+
+    def execute_activity(
+        self, act: Activity[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> CallHandle[R]:
+        """Run an activity on a worker; await the handle for its result (the declared type).
+
+        The attempt is recorded before it is sent and retried by the activity's policy
+        (``charge.options(retry=RetryPolicy(...), start_to_close=30)``); its final failure
+        raises :class:`~sagas.ActivityError` where it is awaited. Arguments that do not
+        fit the function's signature raise here, before anything is recorded.
+        """
+        body = act.encode_arguments(args, kwargs)
+        return self._engine.schedule_activity(
+            act.name, body, act.retry, act.call_options, act.decode_result
         )
 
     def add_compensation(

@@ -27,6 +27,7 @@ from typing import Any
 
 from actors import Envelope, Turn
 from eventstore import DomainEvent, EventRegistry, ExecutionRow, JSONDict, LoadedStream, Store
+from sagas.activity_tasks import is_activity_step, overrun, task_envelope, timeout_reply
 from sagas.definition import AnyWorkflow, split_address
 from sagas.engine import Engine, correlation, describe, replay
 from sagas.errors import (
@@ -38,6 +39,7 @@ from sagas.errors import (
 from sagas.fold import UNFINISHED_STATUSES, ExecutionRecord, StepInfo
 from sagas.history import (
     HISTORY_EVENTS,
+    ActivityHeartbeat,
     CallCompleted,
     CallScheduled,
     CancelRequested,
@@ -130,6 +132,7 @@ class WorkflowActor:
         self.engine: Engine | None = None
         self.divergence: ReplayError | None = None
         self._sent: dict[str, datetime | None] = {}
+        self._timed_out: set[str] = set()
 
     @classmethod
     def from_history(cls, kind: WorkflowKind, address: str, stream: LoadedStream) -> WorkflowActor:
@@ -193,9 +196,15 @@ class WorkflowActor:
         out = [self._control("resume")] if self.record.parked is not None else []
         if self.engine is not None:
             for call in self.engine.in_flight():
-                if call.not_before is None:
-                    out.append(self._call_envelope(call))
+                if call.not_before is not None:
+                    continue
+                if is_activity_step(call):
+                    # It may be running on a worker now: its timeout, not a resend,
+                    # decides (a second run of the same attempt would only be wasted).
                     self._sent[call.command_id] = None
+                    continue
+                out.append(self._call_envelope(call))
+                self._sent[call.command_id] = None
         if out:
             log.info(
                 "%s: loaded with %d unanswered call(s); sending them again", self.address, len(out)
@@ -208,6 +217,9 @@ class WorkflowActor:
         out: list[Envelope] = []
         for call in self.engine.in_flight():
             if call.not_before is not None and now < call.not_before:
+                continue
+            if is_activity_step(call):
+                out += self._activity_due(call, now)
                 continue
             if call.command_id not in self._sent:
                 out.append(self._call_envelope(call))
@@ -223,6 +235,20 @@ class WorkflowActor:
                 out.append(self._call_envelope(call))
             self._sent[call.command_id] = now
         return out
+
+    def _activity_due(self, step: StepInfo, now: datetime) -> list[Envelope]:
+        """An attempt due to be sent, or one that overran: its task, or its timeout."""
+        if step.command_id not in self._sent:
+            self._sent[step.command_id] = now
+            return [self._call_envelope(step)]
+        if step.command_id in self._timed_out:
+            return []
+        why = overrun(step, now)
+        if why is None:
+            return []
+        self._timed_out.add(step.command_id)
+        log.info("%s: %s %s", self.address, step.command_id, why)
+        return [timeout_reply(self.address, step, correlation(step), why)]
 
     # -- messages ---------------------------------------------------------------------
 
@@ -247,6 +273,7 @@ class WorkflowActor:
             "cancel": self._on_cancel,
             "park": self._on_park,
             "resume": self._on_resume,
+            "heartbeat": self._on_heartbeat,
         }
 
     def _on_start(self, env: Envelope, now: datetime) -> Turn:
@@ -279,6 +306,7 @@ class WorkflowActor:
             result=reply.result,
             error=reply.error,
             version=reply.version,
+            code=reply.code,
         )
         return self._feed(event, now, status=None)
 
@@ -308,6 +336,21 @@ class WorkflowActor:
             return Turn(result={"status": self.record.status})
         reason = str(env.args.get("reason") or "")[:500]
         return self._feed(CancelRequested(at=now, reason=reason), now, status="applied")
+
+    def _on_heartbeat(self, env: Envelope, now: datetime) -> Turn:
+        """Progress from a running attempt: kept (the next attempt starts from it) and
+        pushes its heartbeat timeout back. Stale ones are dropped; nobody awaits them."""
+        engine, seq, attempt = self.engine, env.args.get("seq"), env.args.get("attempt")
+        if engine is None or self.divergence is not None or engine.final:
+            return Turn(status=None)
+        step = engine.record.steps.get(seq) if isinstance(seq, int) else None
+        if step is None or step.status != "pending" or step.attempts != attempt:
+            return Turn(status=None)
+        event = ActivityHeartbeat(
+            seq=step.seq, attempt=step.attempts, details=env.args.get("details")
+        )
+        self._apply([event], now)
+        return Turn(events=[event], status=None)
 
     def _on_park(self, env: Envelope, now: datetime) -> Turn:
         div = self.divergence
@@ -379,6 +422,8 @@ class WorkflowActor:
         self._version += len(events)
 
     def _call_envelope(self, step: StepInfo) -> Envelope:
+        if is_activity_step(step):
+            return task_envelope(self.address, step, correlation(step))
         return Envelope(
             command_id=step.command_id,
             address=step.address,

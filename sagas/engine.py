@@ -24,9 +24,12 @@ from typing import Any, Literal, cast
 
 from actors import RetryPolicy
 from eventstore import JSONDict, RecordedEvent
+from sagas.activities import ActivityOptions
+from sagas.activity_tasks import TIMED_OUT, activity_address, failure
 from sagas.context import CallHandle, Decoder, Pending, WorkflowContext
 from sagas.definition import AnyWorkflow, split_address
 from sagas.errors import (
+    ActivityError,
     NonDeterminismError,
     ReplayError,
     SagasError,
@@ -170,7 +173,7 @@ class Engine:
                     )
         else:
             retry = step.retry
-            if retry is not None and event.status != "invalid" and retry.allows(step.attempts + 1):
+            if retry is not None and self._retryable(step, event, retry):
                 self._retry(step, retry)
                 return
             error = event.error or event.status
@@ -187,12 +190,41 @@ class Engine:
                     )
                 )
                 return
-            if handle is not None:
+            if handle is not None and step.activity is not None:
+                error_type, final = failure(event.code)
+                handle.fail(
+                    ActivityError(
+                        step.seq,
+                        step.command,
+                        error_type,
+                        error,
+                        step.attempts,
+                        timed_out=error_type == TIMED_OUT,
+                        non_retryable=final,
+                    )
+                )
+            elif handle is not None:
                 kind = StepRejected if event.status == "rejected" else StepFailed
                 handle.fail(
                     kind(step.seq, step.address, step.command, event.status, error, step.attempts)
                 )
         self._drive()
+
+    def _retryable(self, step: StepInfo, event: CallCompleted, retry: RetryPolicy) -> bool:
+        """Whether another attempt is allowed: within the budget, not marked final by the
+        error, and (for an activity) still inside its schedule-to-close."""
+        if event.status == "invalid" or not retry.allows(step.attempts + 1):
+            return False
+        error_type, final = failure(event.code)
+        if final or (error_type is not None and error_type in retry.non_retryable):
+            return False
+        options = step.activity
+        if options is not None and options.schedule_to_close is not None:
+            first = step.first_scheduled_at or self.now()
+            next_start = self.now() + retry.delay(step.attempts + 1)
+            if (next_start - first).total_seconds() >= options.schedule_to_close:
+                return False
+        return True
 
     def _retry(self, step: StepInfo, retry: RetryPolicy) -> None:
         attempt = step.attempts + 1
@@ -207,7 +239,7 @@ class Engine:
                 retry,
                 attempt=attempt,
                 not_before=self.now() + retry.delay(attempt),
-            )
+            ).model_copy(update={"activity": step.activity})
         )
 
     def _signal(self, event: SignalReceived) -> None:
@@ -337,6 +369,20 @@ class Engine:
         self._handles[seq] = handle
         return handle
 
+    def schedule_activity(
+        self,
+        name: str,
+        args: JSONDict,
+        retry: RetryPolicy,
+        options: ActivityOptions,
+        decode: Decoder,
+    ) -> CallHandle[Any]:
+        self._active("run activities")
+        seq = self._schedule(activity_address(name), name, args, retry, decode, None, options)
+        handle: CallHandle[Any] = CallHandle(seq, activity_address(name), name)
+        self._handles[seq] = handle
+        return handle
+
     def register_compensation(
         self, address: str, command: str, args: JSONDict, retry: RetryPolicy, guarded: bool
     ) -> int:
@@ -387,11 +433,15 @@ class Engine:
         retry: RetryPolicy | None,
         decode: Decoder,
         compensation: int | None,
+        activity: ActivityOptions | None = None,
     ) -> int:
         self._seq += 1
         guards = list(self._guards) if compensation is None else []
         self._decoders[self._seq] = decode
-        self._emit(self._scheduled(self._seq, address, command, args, compensation, guards, retry))
+        scheduled = self._scheduled(self._seq, address, command, args, compensation, guards, retry)
+        if activity is not None:
+            scheduled = scheduled.model_copy(update={"activity": activity})
+        self._emit(scheduled)
         return self._seq
 
     def _scheduled(

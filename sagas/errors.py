@@ -73,6 +73,31 @@ class StepRejected(StepFailed):
     """A domain rule refused the call (``raise Rejected(...)`` in the entity); no effect."""
 
 
+class ActivityError(StepFailed):
+    """An activity did not succeed within its retry policy and timeouts.
+
+    ``error_type`` is the class name of what it raised (or an ``ApplicationError``'s
+    ``type``); ``timed_out`` whether the last attempt overran a timeout; ``non_retryable``
+    whether the error stopped the retries at once.
+    """
+
+    def __init__(
+        self,
+        seq: int,
+        name: str,
+        error_type: str | None,
+        reason: str,
+        attempts: int,
+        *,
+        timed_out: bool = False,
+        non_retryable: bool = False,
+    ) -> None:
+        super().__init__(seq, "activity", name, "failed", reason, attempts)
+        self.error_type = error_type
+        self.timed_out = timed_out
+        self.non_retryable = non_retryable
+
+
 class WorkflowError(SagasError):
     """Workflow code used the engine wrongly (e.g. awaited something that is not a step)."""
 

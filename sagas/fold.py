@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict
 
 from actors import RetryPolicy
 from eventstore import DomainEvent, ExecutionRow, JSONDict
+from sagas.activities import ActivityOptions
 from sagas.history import (
+    ActivityHeartbeat,
     CallCompleted,
     CallScheduled,
     CancelRequested,
@@ -65,6 +67,15 @@ class StepInfo(BaseModel):
     error: str | None = None
     retry: RetryPolicy | None = None
     not_before: datetime | None = None
+    code: str | None = None
+    """Why the last attempt failed, as a value (an activity's error type, ``timed_out``)."""
+    activity: ActivityOptions | None = None
+    """An activity's timeouts; None for an entity call."""
+    scheduled_at: datetime | None = None
+    """When the current attempt was scheduled (it is sent then, or at ``not_before``)."""
+    first_scheduled_at: datetime | None = None
+    heartbeat_details: Any = None
+    heartbeat_at: datetime | None = None
 
 
 class CompensationInfo(BaseModel):
@@ -208,13 +219,16 @@ class ExecutionRecord:
                 command_id=event.command_id,
                 retry=event.retry,
                 not_before=event.not_before,
+                activity=event.activity,
+                scheduled_at=self.updated_at,
+                first_scheduled_at=self.updated_at,
             )
             for g in event.guards:
                 self.compensations[g].calls.append(event.seq)
         else:
             step.status, step.attempts = "pending", event.attempt
             step.command_id, step.not_before = event.command_id, event.not_before
-            step.retry = event.retry
+            step.retry, step.scheduled_at = event.retry, self.updated_at
         comp = self.compensations.get(event.compensation or 0)
         if comp is not None:
             comp.status, comp.attempts = "running", event.attempt
@@ -222,7 +236,7 @@ class ExecutionRecord:
     def _completed_call(self, event: CallCompleted) -> None:
         step = self.steps[event.seq]
         step.status = _step_status(event.status)
-        step.result, step.error = event.result, event.error
+        step.result, step.error, step.code = event.result, event.error, event.code
         comp = self.compensations.get(step.compensation or 0)
         if comp is not None:
             if event.status == "applied":
@@ -272,6 +286,11 @@ class ExecutionRecord:
 
     def _resumed(self, event: Resumed) -> None:
         self.parked = None
+
+    def _heartbeat(self, event: ActivityHeartbeat) -> None:
+        step = self.steps.get(event.seq)
+        if step is not None:
+            step.heartbeat_details, step.heartbeat_at = event.details, self.updated_at
 
     # -- views ---------------------------------------------------------------------------
 
@@ -374,6 +393,7 @@ _FOLDS: dict[type[DomainEvent], Callable[[ExecutionRecord, Any], None]] = {
     Failed: ExecutionRecord._failed,
     Parked: ExecutionRecord._parked,
     Resumed: ExecutionRecord._resumed,
+    ActivityHeartbeat: ExecutionRecord._heartbeat,
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from actors import RetryPolicy
 from eventstore import DomainEvent, JSONDict
+from sagas.activities import ActivityOptions
 
 
 class WorkflowEvent(DomainEvent):
@@ -62,6 +63,8 @@ class CallCompleted(InputEvent):
     result: Any = None
     error: str | None = None
     version: int | None = None
+    code: str | None = None
+    """Why it failed, as a value (an activity's error type, ``timed_out``, ...)."""
 
 
 class SignalReceived(InputEvent):
@@ -79,7 +82,8 @@ class CancelRequested(InputEvent):
 
 
 class CallScheduled(Decision):
-    """A command to an entity, recorded before it is sent (the outbox).
+    """A command to an entity or an activity's attempt, recorded before it is sent (the
+    outbox). ``activity`` holds an activity's timeouts (None for an entity call).
 
     ``compensation`` is the index of the compensation this call runs (None for a forward
     step); ``guards`` the compensations whose ``with`` blocks were open when it was made.
@@ -96,6 +100,7 @@ class CallScheduled(Decision):
     guards: list[int] = []
     retry: RetryPolicy | None = None
     not_before: datetime | None = None
+    activity: ActivityOptions | None = None
 
     def signature(self) -> tuple[Any, ...]:
         return (
@@ -111,6 +116,8 @@ class CallScheduled(Decision):
 
     def describe(self) -> str:
         what = "compensation call" if self.compensation is not None else "call"
+        if self.activity is not None:
+            what = "activity"
         retry = f" (attempt {self.attempt})" if self.attempt > 1 else ""
         return f"{what} #{self.seq} {self.address}.{self.command}({_args(self.args)}){retry}"
 
@@ -199,6 +206,15 @@ class Resumed(Annotation):
     event_type = "wf.Resumed"
 
 
+class ActivityHeartbeat(Annotation):
+    """The latest progress a running attempt reported; the next attempt starts from it."""
+
+    event_type = "wf.ActivityHeartbeat"
+    seq: int
+    attempt: int
+    details: Any = None
+
+
 HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     Started,
     CallCompleted,
@@ -213,6 +229,7 @@ HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     Failed,
     Parked,
     Resumed,
+    ActivityHeartbeat,
 )
 
 

@@ -1,0 +1,215 @@
+"""The activity worker: takes activity tasks from the broker and runs them in threads.
+
+Tasks come from the mailbox's activity topic through a consumer group of their own, so
+activity workers scale apart from entity workers (``entityflow worker`` runs both unless
+told otherwise). Each task is one attempt: the function runs in a thread of a bounded
+pool, its result or error goes back to the workflow as a reply message, and only then is
+the task's offset committed. A worker killed mid-attempt therefore leaves the task
+uncommitted; the workflow does not wait for that: the attempt's start-to-close (or
+heartbeat) timeout fails it and the retry policy schedules the next one, and a late
+answer to the old attempt is ignored.
+
+While every thread is busy the consumer is paused, not left: it still polls, so it
+keeps its partitions, and heartbeats from running attempts keep flowing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from actors import Delivery, Envelope, Mailbox
+from actors.envelopes import reply_envelope
+from eventstore import Outcome
+from sagas.activities import Activity, ActivityInfo, ApplicationError, _Attempt, run_attempt
+from sagas.activity_tasks import NON_RETRYABLE, UNKNOWN_ACTIVITY, ActivityTask, heartbeat_envelope
+
+log = logging.getLogger("entityflow.activities")
+
+
+@dataclass
+class ActivityStats:
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    heartbeats: int = 0
+
+
+class ActivityWorker:
+    """Runs the activities it knows, ``concurrency`` at a time, until :meth:`stop`."""
+
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        activities: Sequence[Activity[Any, Any]],
+        *,
+        group: str,
+        concurrency: int = 16,
+    ) -> None:
+        self.mailbox = mailbox
+        self.activities = {a.name: a for a in activities}
+        self.group = group
+        self.concurrency = concurrency
+        self.stats = ActivityStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="activity")
+        self._lock = threading.Lock()
+        self._running: set[tuple[int, int]] = set()
+        self._done: dict[int, set[int]] = {}
+        self._next: dict[int, int] = {}
+
+    def start(self) -> ActivityWorker:
+        self._thread = threading.Thread(target=self._loop, name="activity-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        consumer = self.mailbox.task_consumer(self.group)
+        paused = False
+        try:
+            while not self._stop.is_set():
+                busy = len(self._running) >= self.concurrency
+                if busy:
+                    consumer.pause()  # again each time: a rebalance may add partitions
+                    paused = True
+                elif paused:
+                    consumer.resume()
+                    paused = False
+                deliveries = consumer.poll(0.1, max(1, self.concurrency - len(self._running)))
+                for partition in consumer.take_assigned():
+                    with self._lock:  # reading restarts at the partition's commit
+                        self._next.pop(partition, None)
+                for delivery in deliveries:
+                    self._submit(delivery)
+                commits = self._committable()
+                if commits:
+                    consumer.commit(commits)
+        except Exception:
+            log.exception("the activity worker stopped")
+        finally:
+            consumer.close()
+
+    def _submit(self, delivery: Delivery) -> None:
+        key = (delivery.partition, delivery.offset)
+        with self._lock:
+            self._next.setdefault(delivery.partition, delivery.offset)
+            self._running.add(key)
+        future = self._pool.submit(self._run, delivery)
+        future.add_done_callback(lambda _: self._finished(key))
+
+    def _finished(self, key: tuple[int, int]) -> None:
+        with self._lock:
+            self._running.discard(key)
+            self._done.setdefault(key[0], set()).add(key[1])
+
+    def _committable(self) -> Mapping[int, int]:
+        """Per partition, the offset after the longest run of finished tasks."""
+        out: dict[int, int] = {}
+        with self._lock:
+            for partition, done in self._done.items():
+                nxt = self._next.get(partition)
+                if nxt is None:
+                    continue
+                moved = nxt
+                while moved in done:
+                    done.discard(moved)
+                    moved += 1
+                if moved != nxt:
+                    self._next[partition] = moved
+                    out[partition] = moved
+        return out
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    def _run(self, delivery: Delivery) -> None:
+        env = delivery.envelope
+        if env is None:
+            log.warning(
+                "an activity task that cannot be decoded was passed over: %s", delivery.error
+            )
+            return
+        try:
+            task = ActivityTask.model_validate(env.args)
+        except Exception as exc:
+            log.warning("a malformed activity task was passed over: %s", exc)
+            return
+        act = self.activities.get(env.name)
+        if act is None:
+            self._answer(
+                env,
+                task,
+                "rejected",
+                None,
+                f"no worker here runs activity {env.name!r}",
+                UNKNOWN_ACTIVITY,
+            )
+            return
+        info = ActivityInfo(
+            name=act.name,
+            workflow=task.workflow,
+            seq=task.seq,
+            attempt=task.attempt,
+            idempotency_key=task.idempotency_key,
+            heartbeat_details=task.heartbeat_details,
+            heartbeat_timeout=task.heartbeat_timeout,
+        )
+        attempt = _Attempt(info, lambda details: self._heartbeat(env, task, details))
+        self.stats.started += 1
+        started = time.monotonic()
+        try:
+            result = run_attempt(act, task.arguments, attempt)
+        except ApplicationError as exc:
+            self.stats.failed += 1
+            code = f"{NON_RETRYABLE}{exc.type}" if exc.non_retryable else exc.type
+            self._answer(env, task, "rejected", None, f"{exc.type}: {exc}", code)
+            return
+        except Exception as exc:
+            self.stats.failed += 1
+            name = type(exc).__name__
+            last = traceback.format_exception_only(exc)[-1].strip()
+            self._answer(env, task, "rejected", None, last, name)
+            return
+        self.stats.succeeded += 1
+        log.debug(
+            "%s attempt %d took %.3fs", env.command_id, task.attempt, time.monotonic() - started
+        )
+        self._answer(env, task, "applied", result, None, None)
+
+    def _heartbeat(self, env: Envelope, task: ActivityTask, details: Any) -> None:
+        self.stats.heartbeats += 1
+        self.mailbox.send(heartbeat_envelope(task, details))
+
+    def _answer(
+        self,
+        env: Envelope,
+        task: ActivityTask,
+        status: Any,
+        result: Any,
+        error: str | None,
+        code: str | None,
+    ) -> None:
+        outcome: Outcome[Any] = Outcome(
+            env.command_id, env.address, env.name, status, result, error=error, code=code
+        )
+        route = env.reply_to or ""
+        reply = reply_envelope(route.removeprefix("actor:"), outcome, env.correlation)
+        try:
+            self.mailbox.send(reply).result(30)
+        except Exception:
+            # Not answered: the attempt's timeout on the workflow's side retries it.
+            log.warning("could not send the answer to %s", env.command_id, exc_info=True)

@@ -1,0 +1,83 @@
+"""Activities on Apache Kafka and PostgreSQL, run by worker processes, one killed with -9.
+
+A workflow's activity is interrupted by the SIGKILL of the worker running it; the
+replacement takes the task again (its offset was never committed) or the heartbeat
+timeout schedules the next attempt, and every workflow completes. The provider saw
+each idempotency key charged once, though some keys were attempted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from actors.mailbox.kafka import KafkaMailbox
+from eventstore.kafka.io import KafkaSettings
+from sagas import Host
+from tests.integration.activity_domain import DOMAIN, charge_order, create_provider_tables
+from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+PARTITIONS = 4
+ORDERS = 12
+DOMAIN_MODULE = "tests.integration.activity_domain"
+
+
+@pytest.fixture
+def client(pg_url: str, kafka_bootstrap: str, namespace: str) -> Iterator[Host]:
+    mailbox = KafkaMailbox(
+        KafkaSettings(kafka_bootstrap), namespace=namespace, partitions=PARTITIONS
+    )
+    host = DOMAIN.host(pg_url, mailbox=mailbox, run_worker=False, run_activities=False)
+    try:
+        yield host
+    finally:
+        host.stop()
+        mailbox.close()
+
+
+def _worker(
+    workers: list[WorkerProcess], pg_url: str, bootstrap: str, namespace: str
+) -> WorkerProcess:
+    w = WorkerProcess(pg_url, bootstrap, namespace, domain=DOMAIN_MODULE, partitions=PARTITIONS)
+    workers.append(w)
+    return w
+
+
+def test_activities_survive_the_kill_of_the_worker_running_them(
+    pg_url: str, kafka_bootstrap: str, namespace: str, workers: list[WorkerProcess], client: Host
+) -> None:
+    base, _, schema = pg_url.partition("?schema=")
+    create_provider_tables(base, schema)
+    first = _worker(workers, pg_url, kafka_bootstrap, namespace)
+    first.wait_assigned()
+    assert "activities slow_charge (16 at once)" in first.output
+    ids = [
+        client.workflows.start(charge_order, {"order": f"o-{n}", "seconds": 3.0})
+        for n in range(ORDERS)
+    ]
+    wait_until(
+        lambda: count_rows(pg_url, "attempts") >= ORDERS // 2,
+        60,
+        "activities to start",
+        context=outputs(first),
+    )
+    first.kill9()
+    cut_off = ORDERS - count_rows(pg_url, "charges")
+    assert cut_off > 0, "no activity was running when its worker was killed"
+    second = _worker(workers, pg_url, kafka_bootstrap, namespace)
+
+    def completed() -> bool:
+        rows = client.workflows.executions(charge_order, status="completed", limit=100)
+        return len(rows) == ORDERS
+
+    wait_until(completed, 120, "every workflow to complete", context=outputs(first, second))
+    pids = [client.workflows.result(charge_order, wid) for wid in ids]
+    assert pids.count(second.process.pid) >= cut_off  # what was cut off, the survivor ran
+    assert set(pids) <= {first.process.pid, second.process.pid}
+    assert count_rows(pg_url, "charges") == ORDERS  # once per key
+    attempted = count_rows(pg_url, "attempts")
+    assert attempted >= ORDERS + cut_off, attempted  # the killed ones ran again
+    assert second.terminate() == 0, second.output

@@ -1,0 +1,187 @@
+"""Activities on an in-process host: retries, errors that stop them, timeouts, heartbeats.
+
+The in-memory mailbox stands in for Kafka here (fast); the same activities run on
+Apache Kafka with worker processes killed mid-attempt in
+``tests/integration/test_activity_workers.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from actors import InMemoryMailbox
+from examples.shop import ENTITIES
+from sagas import (
+    Domain,
+    Host,
+    InvalidWorkflowInputError,
+    Workflow,
+    WorkflowDefinitionError,
+    activity,
+)
+from tests.sagas_tests.activity_support import (
+    ACTIVITIES,
+    ACTIVITY_WORKFLOWS,
+    CALLS,
+    KEYS,
+    RESUMED_FROM,
+    Receipt,
+    async_greeting,
+    charge_card,
+    declined,
+    greet,
+    pay,
+    progress,
+    sleepy,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counts() -> None:
+    """The outside world the activities talk to starts empty for each test."""
+    CALLS.clear()
+    KEYS.clear()
+    RESUMED_FROM.clear()
+
+
+@pytest.fixture
+def host(store_url: str) -> Iterator[Host]:
+    domain = Domain(ENTITIES, workflows=ACTIVITY_WORKFLOWS, activities=ACTIVITIES)
+    with domain.host(store_url, mailbox=InMemoryMailbox(), tick_interval=0.02) as running:
+        yield running
+
+
+async def finish(host: Host, wf: Workflow[Any, Any], wid: str) -> Any:
+    status = await host.workflows.wait(wf, wid, timeout=20)
+    assert status.status == "completed", status
+    return status.result
+
+
+async def test_a_flaky_activity_is_retried_until_it_succeeds(host: Host) -> None:
+    wid = host.workflows.start(pay, {"card": "flaky-1", "fail_first": 2})
+    result = await finish(host, pay, wid)
+    assert result["receipt"]["attempt"] == 3
+    assert result["is_receipt"] is True  # decoded to the declared return type
+    assert CALLS["flaky-1"] == 3
+    assert KEYS["flaky-1"] == {f"workflow:Pay/{wid}#1"}  # one key for every attempt
+    step = host.workflows.status(pay, wid).steps[0]
+    assert (step.address, step.command, step.attempts) == ("activity:charge_card", "charge_card", 3)
+
+
+async def test_the_last_failure_reaches_the_workflow_as_an_activity_error(host: Host) -> None:
+    wid = host.workflows.start(pay, {"card": "dead-1", "fail_first": 99, "attempts": 3})
+    result = await finish(host, pay, wid)
+    assert result == {
+        "failed": "ConnectionError",
+        "attempts": 3,
+        "reason": "ConnectionError: payment API unreachable (attempt 3)",
+    }
+    assert CALLS["dead-1"] == 3
+
+
+async def test_a_non_retryable_error_stops_the_retries_at_once(host: Host) -> None:
+    wid = host.workflows.start(declined, {"tag": "declined-1"})
+    result = await finish(host, declined, wid)
+    assert result == {"type": "CardDeclined", "non_retryable": True, "n": 1}
+    assert CALLS["declined-1"] == 1
+    assert "CardDeclined: card declined" in (
+        host.workflows.status(declined, wid).steps[0].error or ""
+    )
+
+
+async def test_an_attempt_that_overruns_its_timeout_is_failed_and_retried(host: Host) -> None:
+    wid = host.workflows.start(sleepy, {"tag": "slow-1", "seconds": 1.5})
+    result = await finish(host, sleepy, wid)
+    assert result["timed_out"] is True
+    assert result["attempts"] == 2
+    assert "start-to-close timeout of 0.5s" in result["reason"]
+    assert CALLS["slow-1"] == 2
+    # The late answers of both attempts found the step already decided: nothing changed.
+    await asyncio.sleep(2.0)
+    assert host.workflows.status(sleepy, wid).steps[0].code == "timed_out"
+
+
+async def test_async_activities_run_too(host: Host) -> None:
+    wid = host.workflows.start(greet, {"name": "Ada"})
+    assert await finish(host, greet, wid) == "hello Ada"
+
+
+async def test_a_retry_resumes_from_the_last_heartbeat(host: Host) -> None:
+    wid = host.workflows.start(progress, {"tag": "beat-1", "items": 5, "crash_at": 3})
+    assert await finish(host, progress, wid) == 5
+    assert CALLS["beat-1"] == 2
+    assert RESUMED_FROM["beat-1"] == 3  # the second attempt started at the reported item
+    assert host.workflows.status(progress, wid).steps[0].heartbeat_details is not None
+
+
+async def test_bad_arguments_are_refused_naming_the_activity_and_field(host: Host) -> None:
+    with pytest.raises(InvalidWorkflowInputError, match=r"charge_card.*amount"):
+        charge_card.encode_arguments(("c",), {"amount": "not a number"})
+    with pytest.raises(InvalidWorkflowInputError, match=r"charge_card.*unexpected keyword"):
+        charge_card.encode_arguments(("c", Decimal(1)), {"tip": 1})
+    with pytest.raises(InvalidWorkflowInputError, match="invalid options for activity"):
+        charge_card.options(start_to_close=-1)
+
+
+async def test_calling_an_activity_directly_runs_the_function() -> None:
+    assert await async_greeting("Linus") == "hello Linus"
+    with pytest.raises(RuntimeError, match="only inside a running activity"):
+        charge_card("direct-1", Decimal("1.50"))  # it asks activity_info()
+
+
+def test_an_activity_a_workflow_runs_must_be_listed_in_the_domain() -> None:
+    with pytest.raises(WorkflowDefinitionError, match=r"activity 'charge_card'.*does not list"):
+        Domain(ENTITIES, workflows=[pay], activities=[])
+
+
+def test_two_activities_may_not_share_a_name() -> None:
+    @activity(name="charge_card")
+    def impostor(card: str) -> None: ...
+
+    with pytest.raises(WorkflowDefinitionError, match="two activities are named 'charge_card'"):
+        Domain(ENTITIES, activities=[charge_card, impostor])
+
+
+def test_activity_parameters_need_annotations_and_names() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="needs a type annotation"):
+
+        @activity
+        def untyped(x) -> None: ...  # type: ignore[no-untyped-def]
+
+    with pytest.raises(WorkflowDefinitionError, match=r"\*args and \*\*kwargs"):
+
+        @activity
+        def variadic(*xs: int) -> None: ...
+
+
+async def test_a_worker_that_runs_no_activities_leaves_tasks_to_others(store_url: str) -> None:
+    """An entity-only worker (ENTITYFLOW_ACTIVITY_CONCURRENCY=0) beside an activity one."""
+    domain = Domain(ENTITIES, workflows=ACTIVITY_WORKFLOWS, activities=ACTIVITIES)
+    mailbox = InMemoryMailbox()
+    with domain.host(store_url, mailbox=mailbox, tick_interval=0.02, run_activities=False) as h:
+        assert h.activities is None
+        wid = h.workflows.start(greet, {"name": "Grace"})
+        await asyncio.sleep(0.5)
+        assert h.workflows.status(greet, wid).status == "running"
+        assert [e.name for e in mailbox.task_log()] == ["async_greeting"]
+        helper = domain.host(store_url, mailbox=mailbox, run_worker=False)
+        assert helper.activities is not None
+        helper.activities.start()
+        try:
+            assert await finish(h, greet, wid) == "hello Grace"
+        finally:
+            helper.activities.stop()
+            helper.stop()
+
+
+async def test_a_receipt_is_a_model_not_a_dict(host: Host) -> None:
+    wid = host.workflows.start(pay, {"card": "model-1"})
+    result = await finish(host, pay, wid)
+    assert Receipt.model_validate(result["receipt"]).amount == Decimal("9.99")
