@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import (
+    activities,
     broker,
     http_sagas,
     http_workloads,
@@ -53,6 +54,9 @@ SECTIONS: dict[str, Section] = {
     "sagas": Section(http_sagas.run, "W3 order sagas over HTTP: API + worker", default=False),
     "sustained": Section(
         sustained.run, "W1 updates over HTTP for --seconds, per 30 s window", default=False
+    ),
+    "activities": Section(
+        activities.run, "activities/s and one activity's latency (Kafka, PostgreSQL)", default=False
     ),
     "peers": Section(
         peers.run, "entityflow beside Restate on the shared W1-W3 driver", default=False

@@ -1,0 +1,131 @@
+"""Activities through Apache Kafka: throughput and the latency one activity adds.
+
+One ``entityflow worker`` process (PostgreSQL, the section's broker, a fresh schema and
+namespace per run) runs ``bench.activity_domain``:
+
+- ``throughput``: 32 workflows at once, each running 10 no-op activities in sequence;
+  activities/s = 320 / the time until the last workflow completed;
+- ``one activity``: one workflow at a time running one no-op activity, start to
+  completed (polled every 2 ms), beside ``one entity call``: the same workflow shape
+  calling ``Account.deposit`` instead. The difference is what an activity's extra hop
+  (its task topic and its worker thread) costs.
+
+Figures are medians of ``--runs`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from actors.mailbox.kafka import KafkaMailbox
+from bench.activity_domain import DOMAIN, one_call, sequence
+from bench.broker import broker_name, section_broker
+from bench.options import Options
+from bench.stores import store_url
+from bench.table import Table
+from eventstore.kafka.io import KafkaSettings
+from examples.shop import Account
+from sagas import Host
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = 32
+STEPS = 10
+SINGLES = 50
+PARTITIONS = 16
+
+
+@contextmanager
+def _worker(url: str, bootstrap: str, namespace: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "ENTITYFLOW_STORE": url,
+        "ENTITYFLOW_NAMESPACE": namespace,
+        "ENTITYFLOW_PARTITIONS": str(PARTITIONS),
+        "ENTITYFLOW_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "api.cli", "worker", "--domain", "bench.activity_domain"]
+    proc = subprocess.Popen(
+        [*command, "--bootstrap-servers", bootstrap],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+async def _throughput(node: Host, run: int) -> float:
+    started = time.perf_counter()
+    ids = [
+        node.workflows.start(sequence, {"count": STEPS}, workflow_id=f"seq-{run}-{n}")
+        for n in range(WORKFLOWS)
+    ]
+    for wid in ids:
+        status = await node.workflows.wait(sequence, wid, timeout=300, poll=0.01)
+        if status.result != sum(range(STEPS)):
+            raise AssertionError(f"{wid}: {status.status} {status.result}")
+    return WORKFLOWS * STEPS / (time.perf_counter() - started)
+
+
+async def _latency(node: Host, run: int, activity: bool) -> float:
+    """Median ms from start to completed of one workflow at a time."""
+    took: list[float] = []
+    for n in range(SINGLES):
+        t = time.perf_counter()
+        if activity:
+            wid = node.workflows.start(sequence, {"count": 1}, workflow_id=f"one-{run}-{n}")
+            await node.workflows.wait(sequence, wid, timeout=60, poll=0.002)
+        else:
+            wid = node.workflows.start(one_call, {"account": "bench"}, workflow_id=f"c-{run}-{n}")
+            await node.workflows.wait(one_call, wid, timeout=60, poll=0.002)
+        took.append((time.perf_counter() - t) * 1000)
+    return statistics.median(took[5:])  # the first few warm the worker's caches
+
+
+def _one_run(options: Options, bootstrap: str, run: int) -> tuple[float, float, float]:
+    with store_url("postgres", options.pg) as url:
+        namespace = f"benchact{os.getpid()}r{run}"
+        mailbox = KafkaMailbox(KafkaSettings(bootstrap), namespace=namespace, partitions=PARTITIONS)
+        node = DOMAIN.host(url, mailbox=mailbox, run_worker=False, run_activities=False)
+        try:
+            with _worker(url, bootstrap, namespace):
+                asyncio.run(node.client.update(Account.open, "bench", owner="bench"))
+                rate = asyncio.run(_throughput(node, run))
+                one = asyncio.run(_latency(node, run, activity=True))
+                call = asyncio.run(_latency(node, run, activity=False))
+                return rate, one, call
+        finally:
+            node.stop()
+            mailbox.close()
+
+
+def run(options: Options) -> Table:
+    table = Table(
+        f"Activities through Kafka: {WORKFLOWS} workflows x {STEPS} no-op activities in "
+        f"sequence, and one at a time; {broker_name(options)}, PostgreSQL, one worker "
+        f"process (median of {options.runs} runs)",
+        ["measure", "value"],
+    )
+    with section_broker(options) as bootstrap:
+        runs = [_one_run(options, bootstrap, n) for n in range(options.runs)]
+    rate = statistics.median(r[0] for r in runs)
+    one = statistics.median(r[1] for r in runs)
+    call = statistics.median(r[2] for r in runs)
+    table.add("activities/s (32 workflows x 10 in sequence)", rate)
+    table.add("workflow with one activity, start to completed, p50 ms", one)
+    table.add("workflow with one entity call, start to completed, p50 ms", call)
+    table.add("added by the activity's hop, ms", one - call)
+    table.target(rate >= 500, f"activities {rate:,.0f}/s >= 500/s")
+    return table
