@@ -32,6 +32,17 @@ async def run_sequence(ctx: WorkflowContext, s: Steps) -> int:
     return total
 
 
+calls = Workflow("BenchCalls", input=Steps, output=int)
+
+
+@calls.run
+async def run_calls(ctx: WorkflowContext, s: Steps) -> int:
+    """The same shape with entity calls instead: what the coordinator does without activities."""
+    for n in range(s.count):
+        await ctx.call(Account.deposit, f"bench-{ctx.workflow_id}", amount=n + 1)
+    return sum(range(s.count))
+
+
 class Deposit(BaseModel):
     account: str
 
@@ -45,4 +56,4 @@ async def run_one_call(ctx: WorkflowContext, d: Deposit) -> str:
     return "ok"
 
 
-DOMAIN = Domain((Account,), workflows=[sequence, one_call], activities=[noop])
+DOMAIN = Domain((Account,), workflows=[sequence, calls, one_call], activities=[noop])

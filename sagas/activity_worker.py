@@ -64,6 +64,7 @@ class ActivityWorker:
         self._running: set[tuple[int, int]] = set()
         self._done: dict[int, set[int]] = {}
         self._next: dict[int, int] = {}
+        self._freed = threading.Event()
 
     def start(self) -> ActivityWorker:
         self._thread = threading.Thread(target=self._loop, name="activity-worker", daemon=True)
@@ -81,24 +82,38 @@ class ActivityWorker:
     def _loop(self) -> None:
         consumer = self.mailbox.task_consumer(self.group)
         paused = False
+        committed_at = 0.0
         try:
             while not self._stop.is_set():
-                busy = len(self._running) >= self.concurrency
-                if busy:
+                room = self.concurrency - len(self._running)
+                if room <= 0:
+                    # Every thread is busy: fetch nothing, but keep polling so the group
+                    # still hears from this member, and wake as soon as a thread frees.
                     consumer.pause()  # again each time: a rebalance may add partitions
                     paused = True
-                elif paused:
-                    consumer.resume()
-                    paused = False
-                deliveries = consumer.poll(0.1, max(1, self.concurrency - len(self._running)))
+                    deliveries = consumer.poll(0, 1)
+                    self._freed.wait(0.1)
+                    self._freed.clear()
+                else:
+                    if paused:
+                        consumer.resume()
+                        paused = False
+                    deliveries = consumer.poll(0.05, room)
                 for partition in consumer.take_assigned():
                     with self._lock:  # reading restarts at the partition's commit
                         self._next.pop(partition, None)
                 for delivery in deliveries:
                     self._submit(delivery)
-                commits = self._committable()
-                if commits:
-                    consumer.commit(commits)
+                # One commit per tenth of a second at most: a round trip to the broker
+                # per finished task would bound the worker at a few hundred tasks/s.
+                if time.monotonic() - committed_at >= 0.1:
+                    commits = self._committable()
+                    if commits:
+                        consumer.commit(commits)
+                        committed_at = time.monotonic()
+            commits = self._committable()
+            if commits:
+                consumer.commit(commits)
         except Exception:
             log.exception("the activity worker stopped")
         finally:
@@ -116,6 +131,7 @@ class ActivityWorker:
         with self._lock:
             self._running.discard(key)
             self._done.setdefault(key[0], set()).add(key[1])
+        self._freed.set()
 
     def _committable(self) -> Mapping[int, int]:
         """Per partition, the offset after the longest run of finished tasks."""
