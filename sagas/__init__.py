@@ -10,6 +10,7 @@ what a deployment runs.
 from actors.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
 from sagas.activities import (
     Activity,
+    ActivityCancelledError,
     ActivityInfo,
     ActivityOptions,
     ApplicationError,
@@ -17,6 +18,7 @@ from sagas.activities import (
     activity_info,
     heartbeat,
 )
+from sagas.activity_environment import ActivityEnvironment
 from sagas.activity_worker import ActivityWorker
 from sagas.client import WorkflowClient
 from sagas.context import CallHandle, CompensationScope, Pending, WorkflowContext
@@ -57,6 +59,8 @@ __all__ = [
     "FINAL_STATUSES",
     "HISTORY_EVENTS",
     "Activity",
+    "ActivityCancelledError",
+    "ActivityEnvironment",
     "ActivityError",
     "ActivityInfo",
     "ActivityOptions",

@@ -44,6 +44,11 @@ class ApplicationError(Exception):
         self.non_retryable = non_retryable
 
 
+class ActivityCancelledError(Exception):
+    """Raised by :func:`heartbeat` once the workflow no longer wants the attempt (it was
+    cancelled or has finished): clean up and let it propagate."""
+
+
 class ActivityOptions(BaseModel):
     """How one call of an activity is run: timeouts in seconds, retries by the policy.
 
@@ -77,13 +82,25 @@ class ActivityInfo:
     heartbeat_timeout: float | None = None
 
 
+_NOTHING: Any = object()
+
+
 @dataclass
 class _Attempt:
     info: ActivityInfo
     report: Callable[[Any], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    throttle: float | None = None
+    """Seconds between two heartbeats sent (None: the default rule of :func:`heartbeat`)."""
     last_sent: float = 0.0
-    pending: Any = None
+    pending: Any = _NOTHING
+    sent: Any = _NOTHING
+
+    def unsent(self) -> tuple[bool, Any]:
+        """Details reported but held back by the throttle (sent before a failure answer,
+        so that the next attempt resumes from the latest)."""
+        held = self.pending is not _NOTHING and self.pending != self.sent
+        return held, self.pending if held else None
 
 
 _CURRENT: contextvars.ContextVar[_Attempt] = contextvars.ContextVar("entityflow_activity")
@@ -96,15 +113,25 @@ def activity_info() -> ActivityInfo:
 
 def heartbeat(details: Any = None) -> None:
     """Report progress (JSON-able ``details``). Throttled: at most one message per second,
-    or per third of the heartbeat timeout if that is shorter; the latest details win."""
+    or per third of the heartbeat timeout if that is shorter; the latest details win.
+
+    Raises :class:`ActivityCancelledError` once the workflow was cancelled or finished.
+    """
     attempt = _current()
     attempt.pending = details
     now = time.monotonic()
     timeout = attempt.info.heartbeat_timeout
-    every = min(1.0, timeout / 3) if timeout else 1.0
+    every = attempt.throttle
+    if every is None:
+        every = min(1.0, timeout / 3) if timeout else 1.0
     if now - attempt.last_sent >= every:
         attempt.last_sent = now
+        attempt.sent = details
         attempt.report(details)
+    if attempt.cancelled.is_set():
+        raise ActivityCancelledError(
+            f"{attempt.info.idempotency_key}: the workflow no longer wants this attempt"
+        )
 
 
 def _current() -> _Attempt:
@@ -261,6 +288,7 @@ def run_attempt(act: Activity[Any, Any], arguments: dict[str, Any], attempt: _At
 
 __all__ = [
     "Activity",
+    "ActivityCancelledError",
     "ActivityInfo",
     "ActivityOptions",
     "ApplicationError",

@@ -26,6 +26,8 @@ TIMED_OUT = "timed_out"
 NON_RETRYABLE = "non_retryable:"
 """Prefix of the ``Outcome.code`` of an error the activity marked non-retryable itself
 (``non_retryable:CardDeclined``)."""
+CANCELLED = "ActivityCancelled"
+"""Error type of an attempt that stopped because its workflow was cancelled or finished."""
 UNKNOWN_ACTIVITY = "unknown_activity"
 """``Outcome.code`` when the worker that took the task does not run that activity; retried
 (during a rolling deployment, the next attempt may reach a worker that does)."""

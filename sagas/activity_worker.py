@@ -26,9 +26,22 @@ from typing import Any
 
 from actors import Delivery, Envelope, Mailbox
 from actors.envelopes import reply_envelope
-from eventstore import Outcome
-from sagas.activities import Activity, ActivityInfo, ApplicationError, _Attempt, run_attempt
-from sagas.activity_tasks import NON_RETRYABLE, UNKNOWN_ACTIVITY, ActivityTask, heartbeat_envelope
+from eventstore import Outcome, Store
+from sagas.activities import (
+    Activity,
+    ActivityCancelledError,
+    ActivityInfo,
+    ApplicationError,
+    _Attempt,
+    run_attempt,
+)
+from sagas.activity_tasks import (
+    CANCELLED,
+    NON_RETRYABLE,
+    UNKNOWN_ACTIVITY,
+    ActivityTask,
+    heartbeat_envelope,
+)
 
 log = logging.getLogger("entityflow.activities")
 
@@ -51,8 +64,12 @@ class ActivityWorker:
         *,
         group: str,
         concurrency: int = 16,
+        store: Store | None = None,
     ) -> None:
+        """``store``: where a running attempt learns, at its heartbeats, that its workflow
+        was cancelled or has finished (without it, attempts always run to the end)."""
         self.mailbox = mailbox
+        self.store = store
         self.activities = {a.name: a for a in activities}
         self.group = group
         self.concurrency = concurrency
@@ -184,17 +201,24 @@ class ActivityWorker:
             heartbeat_details=task.heartbeat_details,
             heartbeat_timeout=task.heartbeat_timeout,
         )
-        attempt = _Attempt(info, lambda details: self._heartbeat(env, task, details))
+        attempt = _Attempt(info, report=lambda details: None)
+        attempt.report = lambda details: self._heartbeat(task, attempt, details)
         self.stats.started += 1
         started = time.monotonic()
         try:
             result = run_attempt(act, task.arguments, attempt)
+        except ActivityCancelledError as exc:
+            self.stats.failed += 1
+            self._answer(env, task, "rejected", None, str(exc), f"{NON_RETRYABLE}{CANCELLED}")
+            return
         except ApplicationError as exc:
+            self._send_held_details(task, attempt)
             self.stats.failed += 1
             code = f"{NON_RETRYABLE}{exc.type}" if exc.non_retryable else exc.type
             self._answer(env, task, "rejected", None, f"{exc.type}: {exc}", code)
             return
         except Exception as exc:
+            self._send_held_details(task, attempt)
             self.stats.failed += 1
             name = type(exc).__name__
             last = traceback.format_exception_only(exc)[-1].strip()
@@ -206,9 +230,24 @@ class ActivityWorker:
         )
         self._answer(env, task, "applied", result, None, None)
 
-    def _heartbeat(self, env: Envelope, task: ActivityTask, details: Any) -> None:
+    def _heartbeat(self, task: ActivityTask, attempt: _Attempt, details: Any) -> None:
         self.stats.heartbeats += 1
         self.mailbox.send(heartbeat_envelope(task, details))
+        if self.store is None or attempt.cancelled.is_set():
+            return
+        try:
+            row = self.store.execution(task.workflow)
+        except Exception:
+            return  # the store is away: keep going, the next heartbeat asks again
+        if row is None or row.status != "running" or row.summary.get("cancelled"):
+            attempt.cancelled.set()
+
+    def _send_held_details(self, task: ActivityTask, attempt: _Attempt) -> None:
+        """Before a failure answer: the latest details the throttle held back, so the
+        next attempt resumes from them (both go to the workflow's partition, in order)."""
+        held, details = attempt.unsent()
+        if held:
+            self.mailbox.send(heartbeat_envelope(task, details))
 
     def _answer(
         self,

@@ -107,6 +107,7 @@ class Host(actors.Host):
                 domain.activities,
                 group=f"{options.get('group', 'entityflow-workers')}.activities",
                 concurrency=concurrency,
+                store=self.store,
             )
         self.workflows = WorkflowClient(
             self.mailbox,

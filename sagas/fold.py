@@ -362,6 +362,8 @@ class ExecutionRecord:
             summary["failed_compensation"] = self.failed_compensation
         if self.parked is not None:
             summary["parked"] = self.parked.error[:500]
+        if self.cancelled:
+            summary["cancelled"] = True  # running activities see it at their next heartbeat
         return ExecutionRow(
             address=self.address,
             workflow_type=self.workflow_type,

@@ -108,6 +108,8 @@ PUBLIC = {
     ],
     "sagas": [
         "Activity",
+        "ActivityCancelledError",
+        "ActivityEnvironment",
         "ActivityError",
         "ActivityInfo",
         "ActivityOptions",

@@ -15,7 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from examples.shop import Account
 from sagas import (
+    ActivityCancelledError,
     ActivityError,
     ApplicationError,
     RetryPolicy,
@@ -31,6 +33,7 @@ FAST = RetryPolicy(attempts=4, initial_interval=0.02, backoff=2.0, max_interval=
 CALLS: Counter[str] = Counter()
 KEYS: dict[str, set[str]] = {}
 RESUMED_FROM: dict[str, Any] = {}
+CANCELLED_SEEN: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -88,6 +91,21 @@ def count_to(tag: str, items: int, crash_at: int = -1) -> int:
             raise RuntimeError(f"crashed at item {i}")
         heartbeat(i)
     return items
+
+
+@activity
+def wait_for_cancel(tag: str, seconds: float) -> str:
+    """Works (heartbeating) for ``seconds`` unless its workflow is cancelled first."""
+    _count(tag)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            heartbeat()
+            time.sleep(0.05)
+    except ActivityCancelledError:
+        CANCELLED_SEEN.add(tag)
+        raise
+    return "finished"
 
 
 class PayInput(BaseModel):
@@ -167,5 +185,21 @@ async def run_progress(ctx: WorkflowContext, t: TagInput) -> int:
     return await ctx.execute_activity(counting, t.tag, t.items, crash_at=t.crash_at)
 
 
-ACTIVITIES = (charge_card, decline_card, sleep_for, async_greeting, count_to)
-ACTIVITY_WORKFLOWS = (pay, declined, sleepy, greet, progress)
+class RefundInput(BaseModel):
+    tag: str
+    account: str
+
+
+refundable = Workflow("Refundable", input=RefundInput, output=str)
+
+
+@refundable.run
+async def run_refundable(ctx: WorkflowContext, r: RefundInput) -> str:
+    with ctx.compensation(Account.deposit, r.account, amount=Decimal(5)):
+        await ctx.call(Account.withdraw, r.account, amount=Decimal(5))
+    working = wait_for_cancel.options(heartbeat_timeout=5)
+    return await ctx.execute_activity(working, r.tag, 30.0)
+
+
+ACTIVITIES = (charge_card, decline_card, sleep_for, async_greeting, count_to, wait_for_cancel)
+ACTIVITY_WORKFLOWS = (pay, declined, sleepy, greet, progress, refundable)

@@ -8,6 +8,7 @@ Apache Kafka with worker processes killed mid-attempt in
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -15,8 +16,10 @@ from typing import Any
 import pytest
 
 from actors import InMemoryMailbox
-from examples.shop import ENTITIES
+from examples.shop import ENTITIES, Account
 from sagas import (
+    ActivityCancelledError,
+    ActivityEnvironment,
     Domain,
     Host,
     InvalidWorkflowInputError,
@@ -28,16 +31,20 @@ from tests.sagas_tests.activity_support import (
     ACTIVITIES,
     ACTIVITY_WORKFLOWS,
     CALLS,
+    CANCELLED_SEEN,
     KEYS,
     RESUMED_FROM,
     Receipt,
     async_greeting,
     charge_card,
+    count_to,
     declined,
     greet,
     pay,
     progress,
+    refundable,
     sleepy,
+    wait_for_cancel,
 )
 
 pytestmark = pytest.mark.anyio
@@ -49,6 +56,7 @@ def _fresh_counts() -> None:
     CALLS.clear()
     KEYS.clear()
     RESUMED_FROM.clear()
+    CANCELLED_SEEN.clear()
 
 
 @pytest.fixture
@@ -185,3 +193,44 @@ async def test_a_receipt_is_a_model_not_a_dict(host: Host) -> None:
     wid = host.workflows.start(pay, {"card": "model-1"})
     result = await finish(host, pay, wid)
     assert Receipt.model_validate(result["receipt"]).amount == Decimal("9.99")
+
+
+async def test_cancelling_a_workflow_stops_its_running_activity_then_compensates(
+    host: Host,
+) -> None:
+    await host.client.update(Account.open, "refund-1", owner="Ada")
+    await host.client.update(Account.deposit, "refund-1", amount=Decimal(10))
+    wid = host.workflows.start(refundable, {"tag": "cancel-1", "account": "refund-1"})
+    for _ in range(500):
+        if CALLS["cancel-1"]:
+            break
+        await asyncio.sleep(0.01)
+    assert host.client.query(Account.balance, "refund-1").result == Decimal(5)
+    asked = time.monotonic()
+    await host.workflows.cancel(refundable, wid, "the customer changed their mind")
+    status = await host.workflows.wait(refundable, wid, timeout=20)
+    assert status.status == "compensated", status
+    assert time.monotonic() - asked < 10  # not the activity's 30 s
+    assert {"cancel-1"} == CANCELLED_SEEN  # the activity saw it at a heartbeat
+    assert host.client.query(Account.balance, "refund-1").result == Decimal(10)
+    step = next(s for s in status.steps if s.command == "wait_for_cancel")
+    assert step.code == "non_retryable:ActivityCancelled"
+
+
+def test_an_activity_runs_alone_in_its_environment() -> None:
+    env = ActivityEnvironment(attempt=2, heartbeat_details=1)
+    assert env.run(count_to, "env-1", 4) == 4
+    assert env.heartbeats == [1, 2, 3]  # resumed at the details a retry would carry
+    assert RESUMED_FROM["env-1"] == 1
+    assert KEYS["env-1"] == {"workflow:Test/test#1"}
+    with pytest.raises(InvalidWorkflowInputError, match="count_to"):
+        env.run(count_to, "env-1", "many")  # type: ignore[arg-type]
+
+
+def test_a_cancellation_injected_in_the_environment_reaches_the_activity() -> None:
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda details: env.cancel() if len(env.heartbeats) == 3 else None
+    with pytest.raises(ActivityCancelledError, match="no longer wants this attempt"):
+        env.run(wait_for_cancel, "env-2", 30.0)
+    assert {"env-2"} == CANCELLED_SEEN
+    assert len(env.heartbeats) == 3
