@@ -9,6 +9,8 @@ exports ``DOMAIN`` (a :class:`~sagas.Domain`), or ``ENTITIES`` and ``WORKFLOWS``
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from actors import InMemoryMailbox, Mailbox
 from actors.mailbox.kafka import KafkaMailbox
@@ -33,6 +35,10 @@ def load_domain(path: str | None) -> Domain:
             "DOMAIN = Domain(ENTITIES, WORKFLOWS), or ENTITIES and WORKFLOWS); "
             "`entityflow dev` runs the shop example, --domain examples.shop"
         )
+    # The domain is the user's code, in the directory they run from (as uvicorn's
+    # --app-dir); the installed packages are entityflow's only.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(path)
     except ImportError as exc:
