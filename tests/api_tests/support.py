@@ -14,7 +14,17 @@ from pydantic import BaseModel, Field
 from actors import CommandContext, Entity, Rejected, apply, command, query
 from eventstore import DomainEvent
 from examples.shop import ENTITIES, WORKFLOWS, Account
-from sagas import Domain, Workflow, WorkflowContext, WorkflowView
+from sagas import (
+    ActivityError,
+    ApplicationError,
+    Domain,
+    RetryPolicy,
+    Workflow,
+    WorkflowContext,
+    WorkflowView,
+    activity,
+    activity_info,
+)
 
 
 class GadgetState(BaseModel):
@@ -136,5 +146,34 @@ def memo_value(view: WorkflowView, key: str, default: str = "-") -> str:
     return str(view.memo.get(key, default))
 
 
-API_WORKFLOWS = (*WORKFLOWS, transfer)
-API_DOMAIN = Domain(API_ENTITIES, API_WORKFLOWS)
+# -- an activity, retried once -----------------------------------------------------------
+
+
+@activity
+def send_receipt(email: str) -> str:
+    """Busy on its first attempt; an address without "@" is refused for good."""
+    if "@" not in email:
+        raise ApplicationError(f"{email!r} is no address", type="BadAddress", non_retryable=True)
+    if activity_info().attempt == 1:
+        raise ConnectionError("the mail server is busy")
+    return f"sent to {email}"
+
+
+class ReceiptInput(BaseModel):
+    email: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+receipt = Workflow("Receipt", input=ReceiptInput, output=str)
+
+
+@receipt.run
+async def run_receipt(ctx: WorkflowContext, r: ReceiptInput) -> str:
+    mail = send_receipt.options(retry=RetryPolicy(attempts=3, initial_interval=0.05))
+    try:
+        return await ctx.execute_activity(mail, r.email)
+    except ActivityError as exc:
+        return f"not sent: {exc.error_type}"
+
+
+API_WORKFLOWS = (*WORKFLOWS, transfer, receipt)
+API_DOMAIN = Domain(API_ENTITIES, API_WORKFLOWS, activities=[send_receipt])

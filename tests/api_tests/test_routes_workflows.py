@@ -460,3 +460,20 @@ def test_openapi_types_each_workflow(stack: Stack) -> None:
     params = paths["/workflows/Transfer/{workflow_id}/queries/memo_value"]["get"]["parameters"]
     assert {(p["name"], p["required"]) for p in params} >= {("key", True), ("default", False)}
     assert "requestBody" not in paths["/workflows/Transfer/{workflow_id}/signals/nudge"]["post"]
+
+
+def test_status_shows_each_activity_attempts_error_and_options(stack: Stack) -> None:
+    wid = _start(stack, "Receipt", {"email": "ada@example.com"})
+    status = _final(stack, "Receipt", wid)
+    assert (status["status"], status["result"]) == ("completed", "sent to ada@example.com")
+    (step,) = status["steps"]
+    assert (step["address"], step["command"]) == ("activity:send_receipt", "send_receipt")
+    assert (step["status"], step["attempts"]) == ("applied", 2)
+    assert step["activity"]["start_to_close"] == 60
+    assert step["args"] == {"email": "ada@example.com"}
+    refused = _final(stack, "Receipt", _start(stack, "Receipt", {"email": "nobody"}))
+    assert refused["result"] == "not sent: BadAddress"
+    (step,) = refused["steps"]
+    assert (step["status"], step["attempts"]) == ("rejected", 1)
+    assert step["code"] == "non_retryable:BadAddress"
+    assert "BadAddress: 'nobody' is no address" in step["error"]
