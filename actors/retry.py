@@ -18,7 +18,9 @@ class RetryPolicy(BaseModel):
     the second, multiplied by ``backoff`` each time, never more than ``max_interval``.
 
     ``non_retryable`` names error types (an activity's exception class name, or an
-    ``ApplicationError``'s ``type``) that end the retries at once."""
+    ``ApplicationError``'s ``type``) that end the retries at once. An entity's refusal
+    (``Rejected``) of a workflow's call is its answer, not a failure: it is not tried
+    again unless ``retry_rejected`` (a compensation's refusal always is: it must finish)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -27,6 +29,7 @@ class RetryPolicy(BaseModel):
     backoff: float = Field(default=2.0, ge=1.0, le=100.0)
     max_interval: float = Field(default=60.0, ge=0.0, le=86_400.0)
     non_retryable: tuple[str, ...] = ()
+    retry_rejected: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

@@ -215,6 +215,9 @@ class Engine:
         error, and (for an activity) still inside its schedule-to-close."""
         if event.status == "invalid" or not retry.allows(step.attempts + 1):
             return False
+        refused = event.status == "rejected" and step.activity is None
+        if refused and step.compensation is None and not retry.retry_rejected:
+            return False
         error_type, final = failure(event.code)
         if final or (error_type is not None and error_type in retry.non_retryable):
             return False

@@ -205,6 +205,9 @@ async def run_fan(ctx: WorkflowContext, f: FanInput) -> list[int]:
     if f.fail_with == "crash":
         await ctx.call(Vault.explode, f.vaults[0])
     if f.fail_with == "retry":
+        stubborn = FAST_RETRY.model_copy(update={"retry_rejected": True})
+        await ctx.call(Vault.take.options(retry=stubborn), f.vaults[0], key="gold", amount=1_000)
+    if f.fail_with == "refused":
         await ctx.call(Vault.take.options(retry=FAST_RETRY), f.vaults[0], key="gold", amount=1_000)
     return results
 

@@ -149,6 +149,15 @@ async def test_forward_step_retries_per_its_policy(shop: Shop) -> None:
     assert shop.vault("r1") == 10
 
 
+async def test_a_refusal_is_an_answer_not_retried_unless_the_policy_says_so(shop: Shop) -> None:
+    await fill(shop, "r2")
+    wid = shop.workflows.start(fan, {"vaults": ["r2"], "fail_with": "refused"})
+    status = await shop.workflows.wait(fan, wid)
+    assert status.status == "compensated"
+    assert attempts_of(status, "take") == 1  # the same policy as above, without retry_rejected
+    assert shop.vault("r2") == 10
+
+
 async def test_awaiting_asyncio_in_workflow_code_fails_clearly(shop: Shop) -> None:
     await fill(shop, "a1")
     wid = shop.workflows.start(fan, {"vaults": ["a1"], "fail_with": "asyncio"})
