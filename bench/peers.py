@@ -73,7 +73,7 @@ def _adapter(workloads: Any) -> Any:
             start = {"workflow_id": o["order_id"], "input": o}
             return [
                 ("POST", "/workflows/OrderSaga", start),
-                ("GET", f"/workflows/OrderSaga/{o['order_id']}?wait=60", None),
+                ("GET", f"/workflows/OrderSaga/{o['order_id']}?wait=30", None),
             ]
 
         def parse_saga(self, r: httpx.Response) -> str:
