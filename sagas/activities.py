@@ -83,6 +83,7 @@ class ActivityInfo:
 
 
 _NOTHING: Any = object()
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)
 
 
 @dataclass
@@ -115,9 +116,18 @@ def heartbeat(details: Any = None) -> None:
     """Report progress (JSON-able ``details``). Throttled: at most one message per second,
     or per third of the heartbeat timeout if that is shorter; the latest details win.
 
-    Raises :class:`ActivityCancelledError` once the workflow was cancelled or finished.
+    Raises :class:`ActivityCancelledError` once the workflow was cancelled or finished,
+    and ``TypeError`` at once for details that cannot be recorded as JSON (not later, in
+    the worker, where the activity would see an unrelated failure).
     """
     attempt = _current()
+    try:
+        _JSON.dump_json(details)
+    except Exception as exc:
+        raise TypeError(
+            f"heartbeat details must be JSON values (dicts, lists, strings, numbers, "
+            f"models), not {type(details).__name__}: {exc}"
+        ) from None
     attempt.pending = details
     now = time.monotonic()
     timeout = attempt.info.heartbeat_timeout

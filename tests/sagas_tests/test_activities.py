@@ -26,6 +26,7 @@ from sagas import (
     Workflow,
     WorkflowDefinitionError,
     activity,
+    heartbeat,
 )
 from tests.sagas_tests.activity_support import (
     ACTIVITIES,
@@ -234,3 +235,12 @@ def test_a_cancellation_injected_in_the_environment_reaches_the_activity() -> No
         env.run(wait_for_cancel, "env-2", 30.0)
     assert {"env-2"} == CANCELLED_SEEN
     assert len(env.heartbeats) == 3
+
+
+def test_heartbeat_details_that_are_not_json_are_refused_where_they_are_given() -> None:
+    @activity
+    def leaky(tag: str) -> None:
+        heartbeat(object())
+
+    with pytest.raises(TypeError, match=r"heartbeat details must be JSON values.*not object"):
+        ActivityEnvironment().run(leaky, "x")
