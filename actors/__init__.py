@@ -46,6 +46,7 @@ from actors.reader import load_entity
 from actors.retry import RetryPolicy
 from actors.runtime import BatchResult, Runtime, merge_registries, system_clock
 from actors.sender import CommandSender
+from actors.timers import TimerIndex, TimerRequest
 from actors.worker import Worker
 
 __all__ = [
@@ -93,6 +94,8 @@ __all__ = [
     "SendUnconfirmedError",
     "StateView",
     "TaskConsumer",
+    "TimerIndex",
+    "TimerRequest",
     "Turn",
     "UnknownCommandError",
     "UnknownEntityTypeError",

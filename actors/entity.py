@@ -164,6 +164,21 @@ class EntitySpec:
             raise UnknownCommandError(f"{handler!r} is not a handler of {self.type_name}")
         return found
 
+    def self_command_body(
+        self, handler: Handler[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> JSONDict:
+        """The validated body of a command this entity sends itself (a timer)."""
+        if EntitySpec.of(handler.entity) is not self:
+            raise InvalidArgumentsError(
+                f"a timer sends {self.type_name} one of its own commands; {handler!r} is "
+                f"not one (to reach another entity, run a workflow)"
+            )
+        command = self.compiled(handler)
+        if command.kind != "command":
+            raise InvalidArgumentsError(f"{handler!r} is a query; a timer sends a command")
+        body: JSONDict = command.parse(handler.arguments(args, kwargs)).model_dump(mode="json")
+        return body
+
     def command(self, name: str) -> CommandSpec:
         """A command by name (the HTTP edge); it may be sent as a signal or an update."""
         spec = self.handlers.get(name)
@@ -241,7 +256,9 @@ class EntitySpec:
         Whatever it raises (``Rejected`` included) leaves ``entity`` untouched.
         """
         working = self.copy(entity)
-        ctx = CommandContext(lambda event: self.apply(working, event), command_id, now)
+        ctx = CommandContext(
+            lambda event: self.apply(working, event), command_id, now, self.self_command_body
+        )
         value = command.fn(working, ctx, **dict(parsed))
         return working, ctx, value
 

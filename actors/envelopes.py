@@ -47,6 +47,8 @@ class Envelope(BaseModel):
     reply_to: str | None = None
     correlation: str | None = None
     reply: Outcome[Any] | None = None
+    timer: str | None = None
+    """The id of the durable timer this message fires (set by the timer index)."""
     sent_at: datetime = Field(default_factory=_now)
 
     @property

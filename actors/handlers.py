@@ -125,6 +125,10 @@ class Handler(Generic[P, R]):
             )
         return {**named, **kwargs}
 
+    def bind(self, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        """The call's arguments by name, checked against the handler's signature by mypy."""
+        return self.arguments(args, kwargs)
+
     def _qualname(self) -> str:
         owner = self.owner.__name__ if self.owner is not None else "?"
         return f"{owner}.{self.name}"

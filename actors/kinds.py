@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from actors.entity import Entity, EntitySpec
 from actors.envelopes import Envelope
 from actors.errors import InvalidArgumentsError, Rejected, UnknownCommandError
+from actors.timers import TimerRequest
 from eventstore import (
     DomainEvent,
     EventRegistry,
@@ -34,6 +35,7 @@ class Turn:
     leaves no outcome row. ``code`` names a refusal as a value (``Rejected(code=...)``,
     a workflow's ``finished``). ``crashed`` sends the message to the dead-letter topic.
     A turn that is not applied leaves the actor as it was before the message.
+    ``timers`` are set (or moved) and ``cancel_timers`` (names) deleted with its commit.
     """
 
     events: list[DomainEvent] = field(default_factory=list)
@@ -43,6 +45,8 @@ class Turn:
     code: str | None = None
     outbox: list[Envelope] = field(default_factory=list)
     crashed: bool = False
+    timers: list[TimerRequest] = field(default_factory=list)
+    cancel_timers: list[str] = field(default_factory=list)
 
 
 class Actor(Protocol):
@@ -135,7 +139,17 @@ class EntityActor:
         except Exception as exc:
             return Turn(status="dead_lettered", error=_describe(exc), crashed=True)
         self.entity = working  # the copy the command ran on becomes the entity
-        return Turn(events=ctx.events, result=result)
+        if not (ctx.scheduled or ctx.cancelled):
+            return Turn(events=ctx.events, result=result)
+        timers = [
+            TimerRequest(
+                t.name,
+                t.due_at,
+                Envelope(address=self.address, kind="command", name=t.command, args=t.args),
+            )
+            for t in ctx.scheduled
+        ]
+        return Turn(events=ctx.events, result=result, timers=timers, cancel_timers=ctx.cancelled)
 
     def snapshot_state(self) -> JSONDict | None:
         return self.spec.snapshot_state(self.entity)

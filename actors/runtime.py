@@ -24,6 +24,7 @@ from actors.envelopes import ACTOR_ROUTE, Envelope, reply_envelope
 from actors.errors import ActorsError
 from actors.kinds import Actor, ActorKind, Turn
 from actors.mailbox.protocol import Delivery
+from actors.timers import timer_id, timer_row
 from eventstore import (
     Commit,
     EventDecodeError,
@@ -33,6 +34,7 @@ from eventstore import (
     RecordedEvent,
     Snapshot,
     Store,
+    TimerRow,
     UnknownEventTypeError,
 )
 
@@ -78,6 +80,16 @@ class BatchResult:
     dead_letters: list[tuple[Delivery, str]] = field(default_factory=list)
     touched: dict[str, int] = field(default_factory=dict)
     prefetched: dict[str, LoadedStream] = field(default_factory=dict)
+    timer_changes: dict[str, TimerRow | None] = field(default_factory=dict)
+    """Timers set (a row) or cleared (None) by this batch, the last change per id."""
+
+    def settle_timers(self) -> None:
+        """Write the batch's last change of each timer into its commit."""
+        for tid, row in self.timer_changes.items():
+            if row is None:
+                self.commit.timers_cleared.append(tid)
+            else:
+                self.commit.timers.append(row)
 
     def messages_after_commit(self) -> list[Envelope]:
         """Outgoing envelopes: the outbox plus replies routed to other actors."""
@@ -256,6 +268,7 @@ class Runtime:
                 batch.dead_letters.append((d, d.error or "undecodable message"))
                 continue
             self._handle(d, d.envelope, batch, known, in_batch)
+        batch.settle_timers()
         return batch
 
     def _handle(
@@ -267,6 +280,10 @@ class Runtime:
         in_batch: dict[str, Outcome[Any]],
     ) -> None:
         now = self.clock()
+        if env.timer is not None:
+            if env.timer in batch.timer_changes:
+                return  # moved or cancelled earlier in this batch: this firing is stale
+            batch.timer_changes[env.timer] = None  # fired: cleared with this commit
         is_command = env.kind != "reply"
         if is_command:
             prior = in_batch.get(env.command_id) or known.get(env.command_id)
@@ -300,6 +317,12 @@ class Runtime:
         before = actor.version
         turn = actor.handle(env, now)
         self._record(d, env, batch, in_batch, turn, before, now)
+        for name in turn.cancel_timers:
+            batch.timer_changes[timer_id(env.address, name)] = None
+        for request in turn.timers:
+            timer = timer_row(env.address, d.partition, request)
+            batch.timer_changes.pop(timer.timer_id, None)  # keep changes in the order made
+            batch.timer_changes[timer.timer_id] = timer
         if turn.events or turn.status is not None:
             batch.touched[env.address] = actor.version
         row = actor.visibility()

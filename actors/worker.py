@@ -22,6 +22,7 @@ from typing import Any
 from actors.envelopes import Envelope
 from actors.local_delivery import LocalDeliveries
 from actors.mailbox.protocol import (
+    LOCAL_OFFSET,
     Delivery,
     Mailbox,
     MailboxConsumer,
@@ -29,6 +30,7 @@ from actors.mailbox.protocol import (
     position_name,
 )
 from actors.runtime import BatchResult, Runtime
+from actors.timers import TimerIndex
 from eventstore import (
     Commit,
     ConcurrencyConflictError,
@@ -51,6 +53,7 @@ class WorkerStats:
     store_failures: int = 0
     dead_letters: int = 0
     log_resets: int = 0
+    timers_fired: int = 0
     poll_seconds: float = 0.0
     process_seconds: float = 0.0
     commit_seconds: float = 0.0
@@ -116,6 +119,8 @@ class Worker:
         self._next_tick = 0.0
         self._to_wake: list[int] = []
         self._local = LocalDeliveries() if local_delivery else None
+        self.timers = TimerIndex(runtime.store, runtime.clock)
+        self._caught_up_at: dict[int, int] = {}
 
     # -- partition ownership -----------------------------------------------------------
 
@@ -133,12 +138,15 @@ class Worker:
         for p in partitions:
             self._positions[p] = self._resume(consumer, p)
         self._to_wake.extend(partitions)
+        self.timers.assigned(partitions)
         log.info("assigned partitions %s", partitions)
 
     def on_revoked(self, partitions: list[int]) -> None:
         for p in partitions:
             self._positions.pop(p, None)
+            self._caught_up_at.pop(p, None)
         self.runtime.forget_partitions(partitions)
+        self.timers.revoked(partitions)
         if self._local is not None:
             self._send_all(self._local.revoked(partitions))
         log.info("revoked partitions %s", partitions)
@@ -147,6 +155,7 @@ class Worker:
         """Seek to the tracked position; a position past the log's end means the log was reset."""
         tracked = self._read_position(partition)
         first, end = consumer.offsets(partition)
+        self._caught_up_at[partition] = end
         if self._local is not None:
             self._local.assigned(partition, end)
         start = tracked if tracked is not None else first
@@ -244,20 +253,10 @@ class Worker:
             self.runtime.store.commit(batch.commit)
             stats.commit_seconds += time.perf_counter() - processed
         except ConcurrencyConflictError as exc:
-            self.stats.conflicts += 1
-            log.warning("batch lost a race, re-reading positions: %s", exc)
-            self.runtime.forget_partitions(list(self._positions))
-            self._resync()
-            self._put_back(deliveries)
-            self._answer_from_store(deliveries)
+            self._lost_race(exc, deliveries)
             return 0
         except StoreUnavailableError as exc:
-            self.stats.store_failures += 1
-            self._backoff = min(self.max_backoff, max(self.retry_backoff, self._backoff * 2))
-            log.warning("store unavailable, retrying the batch in %.1fs: %s", self._backoff, exc)
-            self.runtime.forget_partitions(list(self._positions))
-            self._rewind(deliveries)
-            self._put_back(deliveries)
+            self._store_down(exc, deliveries)
             return 0
         self._backoff = 0.0
         for p, fence in fences.items():
@@ -265,6 +264,7 @@ class Worker:
         for p, last in batch.last_offsets.items():
             self._positions[p].next_read = last + 1
         sending = time.perf_counter()
+        self.timers.committed(batch.commit)
         self.runtime.committed(batch)
         self._after_commit(batch)
         stats.send_seconds += time.perf_counter() - sending
@@ -275,6 +275,24 @@ class Worker:
             self.on_batch(batch)
         return len(deliveries)
 
+    def _lost_race(self, exc: ConcurrencyConflictError, deliveries: list[Delivery]) -> None:
+        self.stats.conflicts += 1
+        log.warning("batch lost a race, re-reading positions: %s", exc)
+        self.runtime.forget_partitions(list(self._positions))
+        self.timers.reset()
+        self._resync()
+        self._put_back(deliveries)
+        self._answer_from_store(deliveries)
+
+    def _store_down(self, exc: StoreUnavailableError, deliveries: list[Delivery]) -> None:
+        self.stats.store_failures += 1
+        self._backoff = min(self.max_backoff, max(self.retry_backoff, self._backoff * 2))
+        log.warning("store unavailable, retrying the batch in %.1fs: %s", self._backoff, exc)
+        self.runtime.forget_partitions(list(self._positions))
+        self.timers.reset()
+        self._rewind(deliveries)
+        self._put_back(deliveries)
+
     def _gather(self, consumer: MailboxConsumer) -> list[Delivery]:
         """A batch: what the broker has for owned partitions, then co-located messages.
 
@@ -284,10 +302,34 @@ class Worker:
         waiting = self._local is not None and self._local.has_ready(self._next_read)
         deliveries = [
             d
-            for d in consumer.poll(0.0 if waiting else self.poll_timeout, self.max_batch)
+            for d in consumer.poll(0.0 if waiting else self._poll_wait(), self.max_batch)
             if d.partition in self._positions
         ]
+        deliveries += self._take_timers(self.max_batch - len(deliveries))
         return deliveries + self._take_local(self.max_batch - len(deliveries))
+
+    def _poll_wait(self) -> float:
+        """The poll waits for the broker, but not past the next timer's due time."""
+        self.timers.refresh()
+        due_in = self.timers.seconds_to_next()
+        return self.poll_timeout if due_in is None else min(self.poll_timeout, due_in)
+
+    def _take_timers(self, room: int) -> list[Delivery]:
+        """Due timers of partitions read up to where they ended when this worker got them
+        (so a message sent before the timer was due is handled before it fires)."""
+        if room <= 0:
+            return []
+        self.timers.refresh()
+        rows = self.timers.take_due(room, self._timers_ready)
+        self.stats.timers_fired += len(rows)
+        return [
+            Delivery(row.partition, LOCAL_OFFSET, b"", Envelope.decode(row.message.encode()))
+            for row in rows
+        ]
+
+    def _timers_ready(self, partition: int) -> bool:
+        pos = self._positions.get(partition)
+        return pos is not None and pos.next_read >= self._caught_up_at.get(partition, 0)
 
     def _housekeeping(self) -> None:
         """Wake unfinished actors of new partitions, and send what cached actors have due."""

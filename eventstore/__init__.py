@@ -29,6 +29,7 @@ from eventstore.records import (
     OutcomeStatus,
     RecordedEvent,
     Snapshot,
+    TimerRow,
     utcnow,
 )
 from eventstore.sql.store import Store
@@ -55,6 +56,7 @@ __all__ = [
     "StoreConfigError",
     "StoreUnavailableError",
     "StreamNotFoundError",
+    "TimerRow",
     "UnknownEventTypeError",
     "Upcaster",
     "details",

@@ -189,9 +189,20 @@ class Commit:
     outcomes: list[Outcome[Any]] = field(default_factory=list)
     positions: list[FencedTracking] = field(default_factory=list)
     executions: list[ExecutionRow] = field(default_factory=list)
+    timers: list[TimerRow] = field(default_factory=list)
+    """Timers set by this batch (a timer of the same id is replaced)."""
+    timers_cleared: list[str] = field(default_factory=list)
+    """Ids of timers this batch fired or cancelled (deleted; an unknown id is ignored)."""
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.outcomes or self.positions or self.executions)
+        return bool(
+            self.events
+            or self.outcomes
+            or self.positions
+            or self.executions
+            or self.timers
+            or self.timers_cleared
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,3 +216,21 @@ class ExecutionRow:
     updated_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     summary: JSONDict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TimerRow:
+    """A message due to be delivered to an actor at a given time: a durable timer.
+
+    It is written in the same commit as the events of the turn that set it, and deleted
+    in the commit of the turn that handled it (or cancelled it), so a timer fires once in
+    effect whatever crashes in between. ``partition`` is the mailbox partition of
+    ``address``: the worker owning that partition delivers it. ``message`` is the encoded
+    envelope (the store does not read it).
+    """
+
+    timer_id: str
+    address: str
+    partition: int
+    due_at: datetime
+    message: str

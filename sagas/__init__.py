@@ -35,6 +35,7 @@ from sagas.errors import (
     StepFailed,
     StepRejected,
     UnknownWorkflowError,
+    WaitTimedOut,
     WorkflowClosedError,
     WorkflowDefinitionError,
     WorkflowError,
@@ -48,6 +49,7 @@ from sagas.fold import (
     ExecutionStatus,
     ParkInfo,
     StepInfo,
+    TimerInfo,
     WorkflowView,
 )
 from sagas.history import HISTORY_EVENTS
@@ -88,7 +90,9 @@ __all__ = [
     "StepFailed",
     "StepInfo",
     "StepRejected",
+    "TimerInfo",
     "UnknownWorkflowError",
+    "WaitTimedOut",
     "Workflow",
     "WorkflowActor",
     "WorkflowClient",

@@ -1,16 +1,16 @@
 """What workflow code may do: the context handed to ``run(ctx, input)`` and its awaitables.
 
 Everything a workflow awaits is a :class:`Pending` made by the context (a call, a signal,
-a gather); the engine drives the coroutine itself, without an event loop, so the same
-inputs always make the code take the same path. Time, randomness and ids come from the
-context, which takes them from the history.
+a timer, a gather, a race); the engine drives the coroutine itself, without an event
+loop, so the same inputs always make the code take the same path. Time, randomness and
+ids come from the context, which takes them from the history.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Generator
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
@@ -18,7 +18,7 @@ from actors import Command, EntitySpec, RetryPolicy, UnknownCommandError, check_
 from actors.retry import DEFAULT_COMPENSATION_RETRY
 from eventstore import JSONDict
 from sagas.activities import Activity, ActivityOptions
-from sagas.errors import WorkflowError
+from sagas.errors import WaitTimedOut, WorkflowError
 from sagas.signals import Signal
 
 T = TypeVar("T")
@@ -30,7 +30,7 @@ Decoder = Callable[[Any], Any]
 class Pending(Generic[T]):
     """A value a workflow waits for. Await it; never create one yourself."""
 
-    __slots__ = ("_callbacks", "_done", "_error", "_value", "what")
+    __slots__ = ("_abandoned", "_callbacks", "_done", "_error", "_on_abandon", "_value", "what")
 
     def __init__(self, what: str) -> None:
         self.what = what
@@ -38,6 +38,8 @@ class Pending(Generic[T]):
         self._value: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[Pending[Any]], None]] = []
+        self._on_abandon: list[Callable[[], None]] = []
+        self._abandoned = False
 
     @property
     def done(self) -> bool:
@@ -66,6 +68,20 @@ class Pending(Generic[T]):
             cb(self)
         else:
             self._callbacks.append(cb)
+
+    def on_abandon(self, cb: Callable[[], None]) -> None:
+        """Run ``cb`` if the code stops waiting for this before it is done (a lost race)."""
+        self._on_abandon.append(cb)
+
+    def abandon(self) -> None:
+        """Nobody waits for this any more: a timer is cancelled, a signal wait withdrawn
+        (the signal is kept for the next wait). A call already sent still runs."""
+        if self._done or self._abandoned:
+            return
+        self._abandoned = True
+        callbacks, self._on_abandon = self._on_abandon, []
+        for cb in callbacks:
+            cb()
 
     def outcome(self) -> T:
         if self._error is not None:
@@ -135,6 +151,8 @@ class EngineView(Protocol):
     def close_guard(self, index: int) -> None: ...
 
     def wait_signal(self, name: str) -> Pending[Any]: ...
+
+    def start_timer(self, delay: timedelta | datetime, label: str) -> Pending[None]: ...
 
 
 class CompensationScope:
@@ -266,22 +284,61 @@ class WorkflowContext:
         retry = handler.call_options.retry or DEFAULT_COMPENSATION_RETRY
         return CompensationScope(self._engine, address, handler.name, body, retry)
 
-    def wait_signal(self, signal: Signal[T]) -> Pending[T]:
-        """Wait for the next such signal (signals that came earlier are buffered)."""
-        return self._engine.wait_signal(signal.name)
+    def wait_signal(self, signal: Signal[T], *, timeout: timedelta | None = None) -> Pending[T]:
+        """Wait for the next such signal (signals that came earlier are buffered).
+
+        With ``timeout``, raises :class:`~sagas.WaitTimedOut` where it is awaited if the
+        signal has not come by then (one that comes later is kept for the next wait).
+        Which came first, the signal or the deadline, is recorded: replay agrees.
+        """
+        waiting = self._engine.wait_signal(signal.name)
+        if timeout is None:
+            return waiting
+        timer = self._engine.start_timer(timeout, f"timeout of signal {signal.name}")
+        return _or_timeout(self.first(waiting, timer), waiting, f"signal {signal.name!r}", timeout)
+
+    def sleep(self, delay: timedelta | datetime) -> Pending[None]:
+        """A durable timer: await it to sleep for ``delay`` (or until an aware datetime).
+
+        It survives restarts and costs no thread; race it against other steps with
+        :meth:`first`. Negative or absurdly long delays (over ten years) are refused.
+        """
+        return self._engine.start_timer(delay, "sleep")
+
+    def first(self, *steps: Pending[Any]) -> Pending[Pending[Any]]:
+        """Wait for whichever of several steps finishes first; the value is that step.
+
+        ``done = await ctx.first(reply, ctx.sleep(timedelta(hours=1)))`` then
+        ``if done is reply: ...``. The others are abandoned: a losing timer is
+        cancelled, a losing signal wait withdrawn; a call already sent still runs (its
+        result is recorded; await it later if it matters).
+        """
+        _check_steps("ctx.first", steps)
+        if not steps:
+            raise WorkflowError("ctx.first needs at least one step to wait for")
+        race: Pending[Pending[Any]] = Pending(f"first of {len(steps)}")
+
+        def finished(step: Pending[Any]) -> None:
+            if race.done:
+                return
+            race.resolve(step)
+            for other in steps:
+                if other is not step:
+                    other.abandon()
+
+        for step in steps:
+            step.on_done(finished)
+        race.on_abandon(lambda: _abandon_all(steps))
+        return race
 
     def gather(self, *steps: Pending[Any]) -> Pending[list[Any]]:
         """Wait for several calls or signals; their results in order, or the first failure.
 
         All of them are waited for before a failure is raised, so none is left in flight.
         """
-        for step in steps:
-            if not isinstance(step, Pending):
-                raise WorkflowError(
-                    f"ctx.gather takes calls and signals (ctx.call(...), ctx.wait_signal(...)), "
-                    f"got {step!r}"
-                )
+        _check_steps("ctx.gather", steps)
         gathered: Pending[list[Any]] = Pending(f"gather of {len(steps)}")
+        gathered.on_abandon(lambda: _abandon_all(steps))
 
         def check(_: Pending[Any]) -> None:
             if gathered.done or not all(s.done for s in steps):
@@ -300,6 +357,47 @@ class WorkflowContext:
         for s in steps:
             s.on_done(check)
         return gathered
+
+
+def _abandon_all(steps: tuple[Pending[Any], ...]) -> None:
+    for step in steps:
+        step.abandon()
+
+
+def _check_steps(what: str, steps: tuple[Any, ...]) -> None:
+    for step in steps:
+        if not isinstance(step, Pending):
+            raise WorkflowError(
+                f"{what} takes workflow steps (ctx.call, ctx.execute_activity, "
+                f"ctx.wait_signal, ctx.sleep, ...), got {step!r}"
+            )
+
+
+def _or_timeout(
+    race: Pending[Pending[Any]], waiting: Pending[T], what: str, timeout: timedelta
+) -> Pending[T]:
+    """The value of ``waiting`` if it won the race, else a :class:`WaitTimedOut`."""
+    result: Pending[T] = Pending(f"{what} within {timeout}")
+
+    def decided(_: Pending[Any]) -> None:
+        if race.failed:
+            try:
+                race.outcome()
+            except BaseException as exc:
+                result.fail(exc)
+            return
+        winner = race.outcome()
+        if winner is waiting:
+            try:
+                result.resolve(waiting.outcome())
+            except BaseException as exc:
+                result.fail(exc)
+        else:
+            result.fail(WaitTimedOut(what, str(timeout)))
+
+    race.on_done(decided)
+    result.on_abandon(race.abandon)
+    return result
 
 
 def _target(

@@ -11,6 +11,12 @@ sent only after the commit. Whatever has no reply is re-sent when the execution 
 loaded and, while it is cached, whenever a reply is overdue (the broker may have lost
 it); entities deduplicate by the call's deterministic command id.
 
+Timers (``ctx.sleep``, timeouts, and the wait before a call's next attempt) are durable
+timers of the actor layer: set in the commit that records them, fired by the worker
+owning the execution's partition as a ``timer`` (or ``due``) control message, which is
+fed to the engine as ``wf.TimerFired``. An execution waiting only on timers may be
+evicted from the cache; the timer loads it again.
+
 A replay that diverges parks the execution: nothing is written but a ``wf.Parked``
 annotation; it takes no signals until code that replays its history is deployed, and it
 resumes by itself the next time it is loaded.
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from actors import Envelope, Turn
+from actors import Envelope, TimerRequest, Turn
 from eventstore import DomainEvent, EventRegistry, ExecutionRow, JSONDict, LoadedStream, Store
 from sagas.activity_tasks import is_activity_step, overrun, task_envelope, timeout_reply
 from sagas.definition import AnyWorkflow, split_address
@@ -48,11 +54,15 @@ from sagas.history import (
     Resumed,
     SignalReceived,
     Started,
+    TimerCancelled,
+    TimerFired,
+    TimerStarted,
 )
 from sagas.protocol import Refusal
 
 log = logging.getLogger("entityflow.sagas")
 ACTOR_ROUTE = "actor:"
+PARKED_TIMER_RETRY = timedelta(minutes=1)
 
 
 @dataclass
@@ -274,6 +284,8 @@ class WorkflowActor:
             "park": self._on_park,
             "resume": self._on_resume,
             "heartbeat": self._on_heartbeat,
+            "timer": self._on_timer,
+            "due": self._on_due,
         }
 
     def _on_start(self, env: Envelope, now: datetime) -> Turn:
@@ -352,6 +364,23 @@ class WorkflowActor:
         self._apply([event], now)
         return Turn(events=[event], status=None)
 
+    def _on_timer(self, env: Envelope, now: datetime) -> Turn:
+        """A timer came due. A parked execution keeps it (set again a minute on), so the
+        code that replays it still gets it; a finished one has nothing to wake."""
+        engine, seq = self.engine, env.args.get("seq")
+        if self.divergence is not None and isinstance(seq, int):
+            later = TimerRequest(f"t{seq}", now + PARKED_TIMER_RETRY, env)
+            return Turn(status=None, timers=[later])
+        if engine is None or engine.final or not isinstance(seq, int):
+            return Turn(status=None)
+        if not engine.accepts_timer(seq):
+            return Turn(status=None)
+        return self._feed(TimerFired(at=now, seq=seq), now, status=None)
+
+    def _on_due(self, env: Envelope, now: datetime) -> Turn:
+        """A call's retry wait is over: send what is due (the actor may have been evicted)."""
+        return Turn(status=None, outbox=self.tick(now))
+
     def _on_park(self, env: Envelope, now: datetime) -> Turn:
         div = self.divergence
         if div is None or self.record.parked is not None:
@@ -404,17 +433,42 @@ class WorkflowActor:
         events: list[DomainEvent] = [event, *decisions]
         self._version += len(events)
         outbox: list[Envelope] = []
+        timers: list[TimerRequest] = []
+        cancelled: list[str] = []
         for decision in decisions:
+            if isinstance(decision, TimerStarted):
+                timers.append(self._timer(f"t{decision.seq}", decision.due_at, "timer", decision))
+                continue
+            if isinstance(decision, TimerCancelled):
+                cancelled.append(f"t{decision.seq}")
+                continue
             if not isinstance(decision, CallScheduled):
                 continue
             if decision.not_before is not None and decision.not_before > now:
+                # Waiting to try again: a durable timer wakes it, evicted or not.
+                timers.append(self._timer(f"r{decision.seq}", decision.not_before, "due", decision))
                 continue
             step = engine.record.steps[decision.seq]
             if step.command_id == decision.command_id and step.status == "pending":
                 outbox.append(self._call_envelope(step))
                 self._sent[step.command_id] = now
         result = self._started_result() if isinstance(event, Started) else None
-        return Turn(events=events, status=status, result=result, outbox=outbox)
+        return Turn(
+            events=events,
+            status=status,
+            result=result,
+            outbox=outbox,
+            timers=timers,
+            cancel_timers=cancelled,
+        )
+
+    def _timer(
+        self, name: str, due: datetime, control: str, decision: TimerStarted | CallScheduled
+    ) -> TimerRequest:
+        envelope = Envelope(
+            address=self.address, kind="control", name=control, args={"seq": decision.seq}
+        )
+        return TimerRequest(name, due, envelope)
 
     def _apply(self, events: Sequence[DomainEvent], now: datetime) -> None:
         for event in events:

@@ -1,6 +1,6 @@
 """The replay engine: drives one execution's coroutine, one input at a time.
 
-Live and replay run the same code path. Each *input* (start, reply, signal, cancel) is
+Live and replay run the same code path. Each *input* (start, reply, signal, timer, cancel) is
 fed to :meth:`Engine.feed`, which resumes the coroutine until it waits again and returns
 the *decisions* it took (calls scheduled, compensations registered, the end). Live, the
 coordinator records the input and its decisions together; on replay, :func:`replay`
@@ -19,10 +19,11 @@ import contextlib
 import random
 from collections import deque
 from collections.abc import Coroutine, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 from actors import RetryPolicy
+from actors.timers import due_time
 from eventstore import JSONDict, RecordedEvent
 from sagas.activities import ActivityOptions
 from sagas.activity_tasks import TIMED_OUT, activity_address, failure
@@ -53,6 +54,9 @@ from sagas.history import (
     InputEvent,
     SignalReceived,
     Started,
+    TimerCancelled,
+    TimerFired,
+    TimerStarted,
 )
 
 Phase = Literal["new", "running", "finishing", "compensating", "completed", "compensated", "failed"]
@@ -101,6 +105,7 @@ class Engine:
         self._guards: list[int] = []
         self._signals: dict[str, deque[Any]] = {}
         self._waiters: dict[str, deque[Pending[Any]]] = {}
+        self._timers: dict[int, Pending[None]] = {}
         self._out: list[Decision] = []
 
     @property
@@ -137,6 +142,9 @@ class Engine:
         elif isinstance(event, SignalReceived):
             self.record.apply(event, event.at)
             self._signal(event)
+        elif isinstance(event, TimerFired):
+            self.record.apply(event, event.at)
+            self._timer_fired(event)
         elif isinstance(event, CancelRequested):
             self.record.apply(event, event.at)
             self._cancel(event)
@@ -254,6 +262,18 @@ class Engine:
             self._signals.setdefault(event.name, deque()).append(value)
         self._drive()
 
+    def _timer_fired(self, event: TimerFired) -> None:
+        handle = self._timers.pop(event.seq, None)
+        if handle is not None:
+            handle.resolve(None)
+        self._drive()
+
+    def _code_ended(self) -> None:
+        """The code returned, raised or was cancelled: nobody waits for its timers."""
+        for timer in self.record.pending_timers():
+            self._timers.pop(timer.seq, None)
+            self._emit(TimerCancelled(seq=timer.seq))
+
     def _cancel(self, event: CancelRequested) -> None:
         if self.phase not in ("running", "finishing"):
             return
@@ -268,6 +288,7 @@ class Engine:
                     coro.close()
             finally:
                 self._driving = False
+        self._code_ended()
         self._emit(Compensating(error=error, cancelled=True))
 
     # -- driving the coroutine ---------------------------------------------------------
@@ -285,17 +306,20 @@ class Engine:
                         awaited = coro.send(None)
                 except StopIteration as stop:
                     self._coro = None
+                    self._code_ended()
                     self._returned_value(stop.value)
                     return
                 except Exception as exc:
                     self._coro = None
+                    self._code_ended()
                     self._raised(exc)
                     return
                 if not isinstance(awaited, Pending):
                     self._inject = WorkflowError(
                         f"workflow code awaited {awaited!r}, which is not a workflow step; only "
-                        "ctx.call, ctx.wait_signal and ctx.gather may be awaited (asyncio and "
-                        "other event loops cannot run inside a workflow)"
+                        "workflow steps (ctx.call, ctx.wait_signal, ctx.sleep, ctx.gather, "
+                        "ctx.first, ...) may be awaited (asyncio and other event loops cannot "
+                        "run inside a workflow)"
                     )
                     continue
                 if not awaited.done:
@@ -418,8 +442,32 @@ class Engine:
         if buffered:
             pending.resolve(buffered.popleft())
         else:
-            self._waiters.setdefault(name, deque()).append(pending)
+            waiters = self._waiters.setdefault(name, deque())
+            waiters.append(pending)
+            pending.on_abandon(lambda: waiters.remove(pending) if pending in waiters else None)
         return pending
+
+    def start_timer(self, delay: timedelta | datetime, label: str) -> Pending[None]:
+        self._active("set timers")
+        due = due_time(self.now(), delay)  # refuses negative and absurd delays, before recording
+        self._seq += 1
+        seq = self._seq
+        handle: Pending[None] = Pending(f"timer #{seq} ({label})")
+        self._timers[seq] = handle
+        self._emit(TimerStarted(seq=seq, due_at=due, label=label[:200]))
+
+        def cancelled() -> None:
+            if self._timers.pop(seq, None) is not None and self.record.timers[seq].status == (
+                "pending"
+            ):
+                self._emit(TimerCancelled(seq=seq))
+
+        handle.on_abandon(cancelled)
+        return handle
+
+    def accepts_timer(self, seq: int) -> bool:
+        timer = self.record.timers.get(seq)
+        return timer is not None and timer.status == "pending"
 
     def _active(self, what: str) -> None:
         if not self._driving or self.phase != "running":
@@ -503,6 +551,8 @@ class Engine:
             step.retry = recorded.retry
         elif isinstance(recorded, CompensationRegistered):
             self.record.compensations[recorded.index].retry = recorded.retry
+        elif isinstance(recorded, TimerStarted):
+            self.record.timers[recorded.seq].due_at = recorded.due_at
 
 
 def _same(value: Any) -> Any:

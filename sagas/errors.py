@@ -98,6 +98,19 @@ class ActivityError(StepFailed):
         self.non_retryable = non_retryable
 
 
+class WaitTimedOut(SagasError, TimeoutError):  # noqa: N818 - what a workflow catches
+    """A wait with a ``timeout`` (a signal, a condition) was not satisfied in time.
+
+    Raised where the wait is awaited; the signal, if it comes later, is kept for the next
+    wait on it.
+    """
+
+    def __init__(self, what: str, timeout: str) -> None:
+        super().__init__(f"no {what} within {timeout}")
+        self.what = what
+        self.timeout = timeout
+
+
 class WorkflowError(SagasError):
     """Workflow code used the engine wrongly (e.g. awaited something that is not a step)."""
 

@@ -37,6 +37,9 @@ from sagas.history import (
     Resumed,
     SignalReceived,
     Started,
+    TimerCancelled,
+    TimerFired,
+    TimerStarted,
 )
 
 ExecutionState = Literal[
@@ -76,6 +79,21 @@ class StepInfo(BaseModel):
     first_scheduled_at: datetime | None = None
     heartbeat_details: Any = None
     heartbeat_at: datetime | None = None
+
+
+TimerStatus = Literal["pending", "fired", "cancelled"]
+
+
+class TimerInfo(BaseModel):
+    """One durable timer of the execution (a sleep, a timeout)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int
+    label: str
+    due_at: datetime
+    status: TimerStatus = "pending"
+    fired_at: datetime | None = None
 
 
 class CompensationInfo(BaseModel):
@@ -124,6 +142,7 @@ class ExecutionStatus(BaseModel):
     steps: list[StepInfo] = []
     compensations: list[CompensationInfo] = []
     compensations_pending: list[str] = []
+    timers: list[TimerInfo] = []
     signals_received: int = 0
     started_at: datetime | None = None
     updated_at: datetime | None = None
@@ -160,6 +179,7 @@ class ExecutionRecord:
         self.cancelled = False
         self.steps: dict[int, StepInfo] = {}
         self.compensations: dict[int, CompensationInfo] = {}
+        self.timers: dict[int, TimerInfo] = {}
         self.signals = 0
         self.started_at: datetime | None = None
         self.updated_at: datetime | None = None
@@ -287,6 +307,22 @@ class ExecutionRecord:
     def _resumed(self, event: Resumed) -> None:
         self.parked = None
 
+    def _timer_started(self, event: TimerStarted) -> None:
+        self.timers[event.seq] = TimerInfo(seq=event.seq, label=event.label, due_at=event.due_at)
+
+    def _timer_fired(self, event: TimerFired) -> None:
+        timer = self.timers.get(event.seq)
+        if timer is not None and timer.status == "pending":
+            timer.status, timer.fired_at = "fired", event.at
+
+    def _timer_cancelled(self, event: TimerCancelled) -> None:
+        timer = self.timers.get(event.seq)
+        if timer is not None and timer.status == "pending":
+            timer.status = "cancelled"
+
+    def pending_timers(self) -> list[TimerInfo]:
+        return [t for t in self.timers.values() if t.status == "pending"]
+
     def _heartbeat(self, event: ActivityHeartbeat) -> None:
         step = self.steps.get(event.seq)
         if step is not None:
@@ -332,6 +368,7 @@ class ExecutionRecord:
                 for c in self.compensations.values()
             ],
             compensations_pending=self.pending_compensations(),
+            timers=[t.model_copy() for t in self.timers.values()],
             signals_received=self.signals,
             started_at=self.started_at,
             updated_at=self.updated_at,
@@ -362,6 +399,9 @@ class ExecutionRecord:
             summary["failed_compensation"] = self.failed_compensation
         if self.parked is not None:
             summary["parked"] = self.parked.error[:500]
+        waiting = self.pending_timers()
+        if waiting:
+            summary["next_timer"] = min(t.due_at for t in waiting).isoformat()
         if self.cancelled:
             summary["cancelled"] = True  # running activities see it at their next heartbeat
         return ExecutionRow(
@@ -396,6 +436,9 @@ _FOLDS: dict[type[DomainEvent], Callable[[ExecutionRecord, Any], None]] = {
     Parked: ExecutionRecord._parked,
     Resumed: ExecutionRecord._resumed,
     ActivityHeartbeat: ExecutionRecord._heartbeat,
+    TimerStarted: ExecutionRecord._timer_started,
+    TimerFired: ExecutionRecord._timer_fired,
+    TimerCancelled: ExecutionRecord._timer_cancelled,
 }
 
 

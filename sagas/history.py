@@ -78,6 +78,14 @@ class CancelRequested(InputEvent):
     reason: str = ""
 
 
+class TimerFired(InputEvent):
+    """A durable timer came due (``ctx.sleep``, a timeout): the order of this input among
+    the others (a signal, a reply) is what decides a race, on replay too."""
+
+    event_type = "wf.TimerFired"
+    seq: int
+
+
 # -- decisions ---------------------------------------------------------------------------
 
 
@@ -194,6 +202,34 @@ class Failed(Decision):
 # -- annotations -------------------------------------------------------------------------
 
 
+class TimerStarted(Decision):
+    """A durable timer set by the code: it fires at ``due_at`` (``label`` says why)."""
+
+    event_type = "wf.TimerStarted"
+    seq: int
+    due_at: datetime
+    label: str = "sleep"
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.seq)
+
+    def describe(self) -> str:
+        return f"timer #{self.seq} ({self.label}) due {self.due_at.isoformat()}"
+
+
+class TimerCancelled(Decision):
+    """A timer the code no longer waits for (it lost a race, or the code ended)."""
+
+    event_type = "wf.TimerCancelled"
+    seq: int
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.seq)
+
+    def describe(self) -> str:
+        return f"cancel timer #{self.seq}"
+
+
 class Parked(Annotation):
     event_type = "wf.Parked"
     error: str
@@ -220,7 +256,10 @@ HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     CallCompleted,
     SignalReceived,
     CancelRequested,
+    TimerFired,
     CallScheduled,
+    TimerStarted,
+    TimerCancelled,
     CompensationRegistered,
     CompensationSkipped,
     Compensating,

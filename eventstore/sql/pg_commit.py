@@ -11,7 +11,8 @@ issued in commit order; a NOTIFY for subscribers), inside the database:
    a caller whose view is stale, a zombie, fails with a unique violation;
 2. record the command outcomes (a command id recorded before is a unique violation);
 3. upsert the workflow visibility rows;
-4. lock the events table, notify, insert the events (a taken version is a unique
+4. delete the timers fired or cancelled, upsert the timers set;
+5. lock the events table, notify, insert the events (a taken version is a unique
    violation) and return their notification ids.
 
 The call runs as one implicit transaction: all of it, or none of it.
@@ -26,7 +27,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from eventstore.records import ExecutionRow, FencedTracking, Outcome
+from eventstore.records import ExecutionRow, FencedTracking, Outcome, TimerRow
 
 _STALE = ": another worker has processed this partition since (this worker is stale)"
 
@@ -71,6 +72,16 @@ BEGIN
         ON CONFLICT (address) DO UPDATE SET status = excluded.status,
             updated_at = excluded.updated_at, summary = excluded.summary;
     END IF;
+    IF cardinality(t_cleared) > 0 THEN
+        DELETE FROM {timers} WHERE timer_id = ANY(t_cleared);
+    END IF;
+    IF cardinality(t_ids) > 0 THEN
+        INSERT INTO {timers} SELECT * FROM unnest(
+            t_ids, t_addresses, t_partitions, t_due, t_messages)
+        ON CONFLICT (timer_id) DO UPDATE SET address = excluded.address,
+            partition = excluded.partition, due_at = excluded.due_at,
+            message = excluded.message;
+    END IF;
     IF cardinality(e_ids) > 0 THEN
         PERFORM set_config('lock_timeout', {lock_timeout}, true);
         LOCK TABLE {events_table} IN EXCLUSIVE MODE;
@@ -92,6 +103,7 @@ def create_function_sql(
     tracking_table: Composed,
     commands_table: Composed,
     executions_table: Composed,
+    timers_table: Composed,
     channel: str,
     lock_timeout: int,
 ) -> Composed:
@@ -99,6 +111,7 @@ def create_function_sql(
         tracking=tracking_table,
         commands=commands_table,
         executions=executions_table,
+        timers=timers_table,
         events_table=events_table,
         channel=Identifier(channel),
         stale=Literal(_STALE),
@@ -113,7 +126,9 @@ def create_function_sql(
         "c_results text[], c_versions bigint[], c_errors text[], c_times timestamptz[], "
         "c_codes text[], "
         "x_addresses text[], x_types text[], x_ids text[], x_statuses text[], "
-        "x_started timestamptz[], x_updated timestamptz[], x_summaries text[]) "
+        "x_started timestamptz[], x_updated timestamptz[], x_summaries text[], "
+        "t_cleared text[], t_ids text[], t_addresses text[], t_partitions integer[], "
+        "t_due timestamptz[], t_messages text[]) "
         "RETURNS SETOF bigint LANGUAGE plpgsql AS $entityflow$"
     ).format(schema=Identifier(schema), name=Identifier(name))
     return Composed([head, body, SQL("$entityflow$")])
@@ -127,7 +142,9 @@ def call_sql(*, schema: str, name: str) -> Composed:
         "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], "
         "%s::text[], %s::timestamptz[], %s::text[], "
         "%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], "
-        "%s::timestamptz[], %s::text[]) AS notification_id"
+        "%s::timestamptz[], %s::text[], "
+        "%s::text[], %s::text[], %s::text[], %s::integer[], %s::timestamptz[], %s::text[]) "
+        "AS notification_id"
     ).format(schema=Identifier(schema), name=Identifier(name))
 
 
@@ -136,12 +153,15 @@ def call_params(
     positions: Sequence[FencedTracking],
     outcomes: Sequence[Outcome[Any]],
     executions: Sequence[ExecutionRow],
+    timers: Sequence[TimerRow] = (),
+    timers_cleared: Sequence[str] = (),
 ) -> list[Any]:
     fresh = [t for t in positions if t.expected is None]
     known = [t for t in positions if t.expected is not None]
     # One row per execution: a workflow that took several turns in one batch is upserted
     # once, with its newest row (an upsert may not touch the same row twice).
     rows = list({e.address: e for e in executions}.values())
+    set_timers = list({t.timer_id: t for t in timers}.values())
     return [
         # Plain arrays, not an array of a composite type: psycopg dumps these in C.
         [str(e.originator_id) for e in events],
@@ -169,4 +189,10 @@ def call_params(
         [e.started_at or e.updated_at for e in rows],
         [e.updated_at for e in rows],
         [json.dumps(e.summary, separators=(",", ":"), default=str) for e in rows],
+        list(dict.fromkeys(timers_cleared)),
+        [t.timer_id for t in set_timers],
+        [t.address for t in set_timers],
+        [t.partition for t in set_timers],
+        [t.due_at for t in set_timers],
+        [t.message for t in set_timers],
     ]

@@ -30,7 +30,8 @@ from eventsourcing.utils import retry
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from eventstore.records import ExecutionRow, FencedTracking, Outcome
+from eventstore.records import ExecutionRow, FencedTracking, Outcome, TimerRow
+from eventstore.sql import timers
 from eventstore.sql.pg_commit import call_params, call_sql, create_function_sql
 
 _MAX_SQLITE_PARAMS = 500
@@ -122,6 +123,7 @@ class EntityflowSQLiteRecorder(SQLiteProcessRecorder):
             "summary TEXT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS ef_executions_type_status "
             "ON ef_executions (workflow_type, status, updated_at)",
+            *timers.SQLITE_CREATE,
         ]
 
     def _insert_events(
@@ -156,6 +158,7 @@ class EntityflowSQLiteRecorder(SQLiteProcessRecorder):
                 "summary = excluded.summary",
                 params,
             )
+        timers.sqlite_write(c, kwargs.get("timers", ()), kwargs.get("timers_cleared", ()))
         return returning
 
     def _advance(self, c: SQLiteCursor, t: FencedTracking) -> None:
@@ -229,6 +232,20 @@ class EntityflowSQLiteRecorder(SQLiteProcessRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT 1")
 
+    def select_due_timers(
+        self, partitions: Sequence[int], after: datetime | None, until: datetime, limit: int
+    ) -> list[TimerRow]:
+        with self.datastore.transaction(commit=False) as c:
+            return timers.sqlite_due(c, partitions, after, until, limit)
+
+    def select_timers(self, address: str) -> list[TimerRow]:
+        with self.datastore.transaction(commit=False) as c:
+            return timers.sqlite_of(c, address)
+
+    def count_timers(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            return timers.sqlite_count(c)
+
     def select_tails(self, after: Sequence[tuple[str, int]]) -> list[StoredEvent]:
         """The events of many streams after a version each, in one query per chunk."""
         found: list[StoredEvent] = []
@@ -278,6 +295,7 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
         schema = Identifier(self.datastore.schema)
         self.commands_table = Composed([schema, SQL("."), Identifier(f"{prefix}_commands")])
         self.executions_table = Composed([schema, SQL("."), Identifier(f"{prefix}_executions")])
+        self.timers_table = timers.pg_table(self.datastore.schema, prefix)
         self.sql_create_statements += [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {t} (command_id text PRIMARY KEY, "
@@ -299,6 +317,7 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
             SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (workflow_type, status, updated_at)").format(
                 i=Identifier(f"{prefix}_executions_type_status"), t=self.executions_table
             ),
+            *timers.pg_create(self.timers_table, prefix),
         ]
         tracking = Composed([schema, SQL("."), Identifier(self.tracking_table_name)])
         events = Composed([schema, SQL("."), Identifier(self.events_table_name)])
@@ -311,6 +330,7 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
                 tracking_table=tracking,
                 commands_table=self.commands_table,
                 executions_table=self.executions_table,
+                timers_table=self.timers_table,
                 channel=self.channel_name,
                 lock_timeout=self.datastore.lock_timeout,
             )
@@ -338,7 +358,7 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
         schema = self.datastore.schema
         prefix = self.events_table_name.removesuffix("_events")
         tables = [self.events_table_name, self.tracking_table_name]
-        tables += [f"{prefix}_commands", f"{prefix}_executions"]
+        tables += [f"{prefix}_commands", f"{prefix}_executions", f"{prefix}_timers"]
         curs.execute(
             "SELECT count(*) AS n FROM information_schema.tables "
             "WHERE table_schema = %s AND table_name = ANY(%s)",
@@ -367,6 +387,8 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
             kwargs.get("positions", ()),
             kwargs.get("outcomes", ()),
             kwargs.get("executions", ()),
+            kwargs.get("timers", ()),
+            kwargs.get("timers_cleared", ()),
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             try:
@@ -433,6 +455,27 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
     def ping(self) -> None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute("SELECT 1")
+
+    def select_due_timers(
+        self, partitions: Sequence[int], after: datetime | None, until: datetime, limit: int
+    ) -> list[TimerRow]:
+        if not partitions:
+            return []
+        query = timers.pg_due_query(self.timers_table, after is not None)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, timers.pg_due_params(partitions, after, until, limit))
+            return [timers.pg_row(r) for r in curs.fetchall()]
+
+    def select_timers(self, address: str) -> list[TimerRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(timers.pg_of_query(self.timers_table), (address,))
+            return [timers.pg_row(r) for r in curs.fetchall()]
+
+    def count_timers(self) -> int:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(timers.pg_count_query(self.timers_table))
+            row = curs.fetchone()
+        return int(row["n"]) if row is not None else 0
 
     def select_latest_snapshots(self, wanted: Sequence[tuple[str, str]]) -> list[StoredEvent]:
         """The newest snapshot of each stream whose topic is the one asked for (one query)."""

@@ -42,6 +42,7 @@ from eventstore.records import (
     Outcome,
     RecordedEvent,
     Snapshot,
+    TimerRow,
 )
 from eventstore.sql.codec import SNAPSHOT_PREFIX, EventCodec
 from eventstore.sql.recorders import (
@@ -270,6 +271,8 @@ class Store:
                 positions=commit.positions,
                 outcomes=commit.outcomes,
                 executions=commit.executions,
+                timers=commit.timers,
+                timers_cleared=commit.timers_cleared,
             )
         return [r.notification.id for r in recordings]
 
@@ -319,6 +322,30 @@ class Store:
     ) -> list[ExecutionRow]:
         with self._guarded("listing executions"):
             return self._recorder.select_executions(workflow_type, status, limit, after)
+
+    # -- timers --------------------------------------------------------------------
+
+    def due_timers(
+        self,
+        partitions: Sequence[int],
+        *,
+        until: datetime,
+        after: datetime | None = None,
+        limit: int = 10_000,
+    ) -> list[TimerRow]:
+        """Timers of these partitions due in ``(after, until]``, soonest first."""
+        with self._guarded("reading due timers"):
+            return self._recorder.select_due_timers(partitions, after, until, limit)
+
+    def timers(self, address: str) -> list[TimerRow]:
+        """The pending timers of one actor, soonest first."""
+        with self._guarded(f"reading the timers of {address!r}"):
+            return self._recorder.select_timers(address)
+
+    def count_timers(self) -> int:
+        """How many timers are pending, all actors together."""
+        with self._guarded("counting timers"):
+            return self._recorder.count_timers()
 
     # -- the notification log ---------------------------------------------------------
 

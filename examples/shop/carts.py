@@ -1,7 +1,9 @@
-"""A shopping cart: lines added and removed until it is checked out or abandoned."""
+"""A shopping cart: lines added and removed until it is checked out, abandoned, or left
+untouched for :data:`CART_TTL`, when its expiry timer abandons it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -13,6 +15,9 @@ from eventstore import DomainEvent
 Sku = Annotated[str, Field(min_length=1, max_length=100)]
 Quantity = Annotated[int, Field(gt=0, le=10_000)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
+CART_TTL = timedelta(minutes=30)
+"""An open cart nobody changed for this long is abandoned."""
+EXPIRY = "expiry"
 
 
 class CartLine(BaseModel):
@@ -48,6 +53,7 @@ class CheckedOut(DomainEvent):
 
 class CartAbandoned(DomainEvent):
     event_type = "CartAbandoned"
+    reason: Literal["abandoned", "expired"] = "abandoned"
 
 
 class Cart(Entity[CartState]):
@@ -61,6 +67,7 @@ class Cart(Entity[CartState]):
         if line is not None and line.unit_price != unit_price:
             raise Rejected(f"{sku} is already in the cart at {line.unit_price}")
         ctx.emit(ItemAdded(sku=sku, quantity=quantity, unit_price=unit_price))
+        ctx.schedule(EXPIRY, CART_TTL, Cart.expire)  # moved back by every change
         return len(self.state.lines)
 
     @command
@@ -69,6 +76,7 @@ class Cart(Entity[CartState]):
         if sku not in self.state.lines:
             raise Rejected(f"{sku} is not in the cart")
         ctx.emit(ItemRemoved(sku=sku))
+        ctx.schedule(EXPIRY, CART_TTL, Cart.expire)
 
     @command
     def checkout(self, ctx: CommandContext) -> Decimal:
@@ -77,12 +85,22 @@ class Cart(Entity[CartState]):
         if not self.state.lines:
             raise Rejected("cannot check out an empty cart")
         ctx.emit(CheckedOut(total=self.state.total))
+        ctx.cancel_timer(EXPIRY)
         return self.state.total
 
     @command
     def abandon(self, ctx: CommandContext) -> None:
         self._require_open()
         ctx.emit(CartAbandoned())
+        ctx.cancel_timer(EXPIRY)
+
+    @command
+    def expire(self, ctx: CommandContext) -> bool:
+        """Sent by the cart's expiry timer: abandon it if it is still open."""
+        if self.state.status != "open":
+            return False
+        ctx.emit(CartAbandoned(reason="expired"))
+        return True
 
     @query
     def total(self) -> Decimal:

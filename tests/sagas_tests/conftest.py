@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from actors import EntityNotFoundError, Host, InMemoryMailbox, Mailbox
+from actors import EntityNotFoundError, Host, InMemoryMailbox, Mailbox, system_clock
+from actors.runtime import Clock
 from examples.shop import ENTITIES, WORKFLOWS, Account, Cart, InventoryItem
 from sagas import Workflow, WorkflowClient, WorkflowKind
 from tests.sagas_tests.support import TEST_WORKFLOWS, LossyMailbox, Vault
@@ -86,6 +87,7 @@ def make_shop(store_url: str) -> Iterator[ShopFactory]:
         tick_interval: float = 0.05,
         cache_size: int = 10_000,
         local_delivery: bool | None = None,
+        clock: Clock = system_clock,
     ) -> Shop:
         kinds = {w.name: WorkflowKind(w, resend_after=resend_after) for w in workflows}
         host = Host(
@@ -94,6 +96,7 @@ def make_shop(store_url: str) -> Iterator[ShopFactory]:
             kinds=list(kinds.values()),
             mailbox=mailbox if mailbox is not None else InMemoryMailbox(),
             cache_size=cache_size,
+            clock=clock,
             # A LossyMailbox loses messages on their way through the broker: keep them on
             # that way, unless a test says otherwise.
             local_delivery=(

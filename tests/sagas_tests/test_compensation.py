@@ -164,7 +164,7 @@ async def test_awaiting_asyncio_in_workflow_code_fails_clearly(shop: Shop) -> No
     status = await shop.workflows.wait(fan, wid)
     assert status.status == "compensated"
     assert status.error is not None
-    assert "only ctx.call, ctx.wait_signal and ctx.gather may be awaited" in status.error
+    assert "only workflow steps (ctx.call, ctx.wait_signal, ctx.sleep" in status.error
     assert shop.vault("a1") == 10
 
 
