@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import actors
+import api.routes.approvals as approval_routes
 import api.routes.commands as command_routes
 import api.routes.entities as entity_routes
 import api.routes.schemas as schema_routes
@@ -115,6 +116,7 @@ def _installers(ctx: ApiContext) -> list[Installer]:
         lambda app, c: command_routes.install(app, c, components),
         lambda app, c: entity_routes.install(app, c, components),
         workflow_routes.install,
+        approval_routes.install,
     ]
 
 

@@ -20,6 +20,15 @@ from sagas.activities import (
 )
 from sagas.activity_environment import ActivityEnvironment
 from sagas.activity_worker import ActivityWorker
+from sagas.approvals import (
+    Approval,
+    ApprovalDecision,
+    ApprovalResult,
+    escalate,
+    give_up,
+    remind,
+    request_approval,
+)
 from sagas.client import WorkflowClient
 from sagas.context import CallHandle, CompensationScope, Pending, WorkflowContext
 from sagas.coordinator import CoordinatorStats, WorkflowActor, WorkflowKind
@@ -44,6 +53,7 @@ from sagas.errors import (
 )
 from sagas.fold import (
     FINAL_STATUSES,
+    ApprovalInfo,
     CompensationInfo,
     ExecutionRecord,
     ExecutionStatus,
@@ -68,6 +78,10 @@ __all__ = [
     "ActivityOptions",
     "ActivityWorker",
     "ApplicationError",
+    "Approval",
+    "ApprovalDecision",
+    "ApprovalInfo",
+    "ApprovalResult",
     "CallHandle",
     "CompensationInfo",
     "CompensationScope",
@@ -106,6 +120,10 @@ __all__ = [
     "WorkflowView",
     "activity",
     "activity_info",
+    "escalate",
+    "give_up",
     "heartbeat",
+    "remind",
     "replay",
+    "request_approval",
 ]

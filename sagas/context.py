@@ -154,6 +154,10 @@ class EngineView(Protocol):
 
     def start_timer(self, delay: timedelta | datetime, label: str) -> Pending[None]: ...
 
+    def guard_signal(self, name: str, guard: Callable[[Any], str | None] | None) -> None: ...
+
+    def record_decision(self, decision: Any) -> None: ...
+
 
 class CompensationScope:
     """``with ctx.compensation(...):`` registers on entry and guards the calls inside.

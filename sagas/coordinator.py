@@ -337,6 +337,9 @@ class WorkflowActor:
             payload = self.kind.definition.encode_signal(env.name, env.args.get("payload"))
         except (UnknownWorkflowError, InvalidWorkflowInputError) as exc:
             return Turn(status="invalid", error=str(exc))
+        refusal = self.engine.signal_refusal(env.name, payload)
+        if refusal is not None:  # e.g. an approval by someone not asked: nothing recorded
+            return Turn(status="invalid", error=f"{self.address}: {refusal}")
         return self._feed(SignalReceived(at=now, name=env.name, payload=payload), now, "applied")
 
     def _on_cancel(self, env: Envelope, now: datetime) -> Turn:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -106,6 +106,7 @@ class Engine:
         self._signals: dict[str, deque[Any]] = {}
         self._waiters: dict[str, deque[Pending[Any]]] = {}
         self._timers: dict[int, Pending[None]] = {}
+        self._signal_guards: dict[str, Callable[[Any], str | None]] = {}
         self._out: list[Decision] = []
 
     @property
@@ -464,6 +465,25 @@ class Engine:
 
         handle.on_abandon(cancelled)
         return handle
+
+    def guard_signal(self, name: str, guard: Callable[[Any], str | None] | None) -> None:
+        """While set, a signal ``name`` whose payload the guard objects to (it returns why)
+        is refused before anything is recorded."""
+        if guard is None:
+            self._signal_guards.pop(name, None)
+        else:
+            self._signal_guards[name] = guard
+
+    def signal_refusal(self, name: str, payload: Any) -> str | None:
+        guard = self._signal_guards.get(name)
+        if guard is None:
+            return None
+        return guard(self.definition.decode_signal(name, payload))
+
+    def record_decision(self, decision: Decision) -> None:
+        """A decision a helper of the context takes (an approval step), recorded in order."""
+        self._active("record steps")
+        self._emit(decision)
 
     def accepts_timer(self, seq: int) -> bool:
         timer = self.record.timers.get(seq)

@@ -24,6 +24,7 @@ from eventstore import DomainEvent, ExecutionRow, JSONDict
 from sagas.activities import ActivityOptions
 from sagas.history import (
     ActivityHeartbeat,
+    ApprovalStep,
     CallCompleted,
     CallScheduled,
     CancelRequested,
@@ -96,6 +97,22 @@ class TimerInfo(BaseModel):
     fired_at: datetime | None = None
 
 
+class ApprovalInfo(BaseModel):
+    """One human approval of the execution: who is asked, since when, what happened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    approvers: list[str]
+    since: datetime
+    open: bool = True
+    next_at: datetime | None = None
+    """When the next rung of the escalation ladder is due (None: no rung left)."""
+    steps: list[str] = []
+    decided_by: str | None = None
+    comment: str = ""
+
+
 class CompensationInfo(BaseModel):
     """One registered compensation: what it undoes, what guards it, how it went."""
 
@@ -143,6 +160,7 @@ class ExecutionStatus(BaseModel):
     compensations: list[CompensationInfo] = []
     compensations_pending: list[str] = []
     timers: list[TimerInfo] = []
+    approvals: list[ApprovalInfo] = []
     signals_received: int = 0
     started_at: datetime | None = None
     updated_at: datetime | None = None
@@ -180,6 +198,7 @@ class ExecutionRecord:
         self.steps: dict[int, StepInfo] = {}
         self.compensations: dict[int, CompensationInfo] = {}
         self.timers: dict[int, TimerInfo] = {}
+        self.approvals: dict[str, ApprovalInfo] = {}
         self.signals = 0
         self.started_at: datetime | None = None
         self.updated_at: datetime | None = None
@@ -320,6 +339,19 @@ class ExecutionRecord:
         if timer is not None and timer.status == "pending":
             timer.status = "cancelled"
 
+    def _approval(self, event: ApprovalStep) -> None:
+        at = self.updated_at or _epoch()
+        info = self.approvals.get(event.name)
+        if event.kind == "requested" or info is None:
+            info = self.approvals[event.name] = ApprovalInfo(
+                name=event.name, approvers=list(event.approvers), since=at
+            )
+        info.approvers, info.next_at = list(event.approvers), event.next_at
+        info.steps.append(f"{event.kind} at {at.isoformat()}")
+        if event.kind in ("approved", "rejected", "gave_up"):
+            info.open, info.next_at = False, None
+            info.decided_by, info.comment = event.by, event.comment
+
     def pending_timers(self) -> list[TimerInfo]:
         return [t for t in self.timers.values() if t.status == "pending"]
 
@@ -369,6 +401,7 @@ class ExecutionRecord:
             ],
             compensations_pending=self.pending_compensations(),
             timers=[t.model_copy() for t in self.timers.values()],
+            approvals=[a.model_copy(deep=True) for a in self.approvals.values()],
             signals_received=self.signals,
             started_at=self.started_at,
             updated_at=self.updated_at,
@@ -399,6 +432,17 @@ class ExecutionRecord:
             summary["failed_compensation"] = self.failed_compensation
         if self.parked is not None:
             summary["parked"] = self.parked.error[:500]
+        asked = [a for a in self.approvals.values() if a.open]
+        if asked and self.logical == "running":
+            summary["approvals"] = [
+                {
+                    "name": a.name,
+                    "approvers": a.approvers,
+                    "since": a.since.isoformat(),
+                    "next_at": a.next_at.isoformat() if a.next_at else None,
+                }
+                for a in asked
+            ]
         waiting = self.pending_timers()
         if waiting:
             summary["next_timer"] = min(t.due_at for t in waiting).isoformat()
@@ -439,6 +483,7 @@ _FOLDS: dict[type[DomainEvent], Callable[[ExecutionRecord, Any], None]] = {
     TimerStarted: ExecutionRecord._timer_started,
     TimerFired: ExecutionRecord._timer_fired,
     TimerCancelled: ExecutionRecord._timer_cancelled,
+    ApprovalStep: ExecutionRecord._approval,
 }
 
 

@@ -230,6 +230,25 @@ class TimerCancelled(Decision):
         return f"cancel timer #{self.seq}"
 
 
+class ApprovalStep(Decision):
+    """A step of a human approval (``sagas.approvals``): requested, reminded, escalated,
+    given up, or decided (``by`` and ``comment`` say who and why)."""
+
+    event_type = "wf.ApprovalStep"
+    name: str
+    kind: str
+    approvers: list[str]
+    next_at: datetime | None = None
+    by: str | None = None
+    comment: str = ""
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.name, self.kind, tuple(self.approvers))
+
+    def describe(self) -> str:
+        return f"approval {self.name!r} {self.kind}"
+
+
 class Parked(Annotation):
     event_type = "wf.Parked"
     error: str
@@ -260,6 +279,7 @@ HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     CallScheduled,
     TimerStarted,
     TimerCancelled,
+    ApprovalStep,
     CompensationRegistered,
     CompensationSkipped,
     Compensating,

@@ -8,11 +8,12 @@ from examples.shop.accounts import Account, AccountState
 from examples.shop.carts import Cart, CartState
 from examples.shop.inventory import InventoryItem, InventoryState
 from examples.shop.orders import OrderInput, OrderLine, OrderResult, order_saga
+from examples.shop.refunds import RefundInput, RefundResult, refund
 from examples.shop.reports import LowStockReport, StockLevel
 from sagas import Domain
 
 ENTITIES = (Account, InventoryItem, Cart)
-WORKFLOWS = (order_saga,)
+WORKFLOWS = (order_saga, refund)
 DOMAIN = Domain(ENTITIES, WORKFLOWS)
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
     "OrderInput",
     "OrderLine",
     "OrderResult",
+    "RefundInput",
+    "RefundResult",
     "StockLevel",
     "order_saga",
+    "refund",
 ]
