@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from actors import RetryPolicy
 from sagas import WaitTimedOut, Workflow, WorkflowContext, WorkflowNotFoundError
 from tests.sagas_tests.conftest import Shop, ShopFactory
 from tests.sagas_tests.support import Vault
@@ -90,7 +91,16 @@ async def run_bad_sleep(ctx: WorkflowContext, n: NapInput) -> str:
     return "slept"
 
 
-TIMER_WORKFLOWS = (nap, deadline, race, bad_sleep)
+patient = Workflow("Patient", input=NapInput, output=int)
+TEN_MINUTES = RetryPolicy(attempts=3, initial_interval=600, max_interval=600, retry_rejected=True)
+
+
+@patient.run
+async def run_patient(ctx: WorkflowContext, n: NapInput) -> int:
+    return await ctx.call(Vault.take.options(retry=TEN_MINUTES), n.vault, key="gold", amount=2)
+
+
+TIMER_WORKFLOWS = (nap, deadline, race, bad_sleep, patient)
 
 
 @pytest.fixture
@@ -241,3 +251,30 @@ async def test_a_restarted_worker_fires_the_timers_the_old_one_held(
     status = await second.workflows.wait(nap, "n4")
     assert status.status == "completed"
     assert second.vault("v6") == 1
+
+
+async def test_a_retry_waiting_ten_minutes_holds_no_cache_entry_and_still_runs(
+    make_shop: ShopFactory, clock: ManualClock
+) -> None:
+    shop = make_shop(workflows=TIMER_WORKFLOWS, clock=clock, cache_size=0)
+    shop.workflows.start(patient, {"vault": "v7"}, workflow_id="p1")
+
+    def retry_waiting() -> bool:
+        try:
+            [step] = shop.workflows.status(patient, "p1").steps
+        except (WorkflowNotFoundError, ValueError):
+            return False
+        return step.attempts == 2 and step.not_before is not None
+
+    await until(retry_waiting, "the refused first attempt")
+    [row] = shop.host.store.timers("workflow:Patient/p1")
+    assert row.due_at == clock.now + timedelta(minutes=10)
+    assert "workflow:Patient/p1" not in shop.host.runtime  # evicted: no memory, no thread
+    await shop.client.update(Vault.put, "v7", key="gold", amount=5)
+    clock.advance(timedelta(minutes=9))
+    await asyncio.sleep(0.3)
+    assert shop.vault("v7") == 5
+    clock.advance(timedelta(minutes=1))
+    status = await shop.workflows.wait(patient, "p1")
+    assert (status.status, status.result) == ("completed", 3)
+    assert shop.vault("v7") == 3
