@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from actors import RetryPolicy
-from sagas import WaitTimedOut, Workflow, WorkflowContext, WorkflowNotFoundError
+from sagas import WaitTimedOut, Workflow, WorkflowContext, WorkflowNotFoundError, replay
 from tests.sagas_tests.conftest import Shop, ShopFactory
 from tests.sagas_tests.support import Vault
 
@@ -158,6 +158,7 @@ async def test_a_signal_before_the_deadline_wins(shop: Shop, clock: ManualClock)
     assert status.result == "answered True"
     assert [t.status for t in status.timers] == ["cancelled"]
     assert shop.host.store.timers("workflow:Deadline/d1") == []
+    assert replayed_result(shop, "d1") == "answered True"
     clock.advance(timedelta(hours=1))
     await asyncio.sleep(0.2)
     assert shop.vault("v2", "late") == 0
@@ -175,6 +176,15 @@ async def test_a_signal_after_the_deadline_loses_and_is_kept(
     assert status.result == "timed out, then False"
     types = [e.event_type for e in shop.workflows.history(deadline, "d2")]
     assert types.index("wf.TimerFired") < types.index("wf.SignalReceived")
+    assert replayed_result(shop, "d2") == "timed out, then False"
+
+
+def replayed_result(shop: Shop, wid: str) -> object:
+    """The history replayed through the code: the same branch is taken, or it raises."""
+    address = deadline.address(wid)
+    engine = replay(deadline, address, shop.host.store.load(address).events)
+    assert engine.final
+    return engine.result
 
 
 async def test_first_takes_the_earliest_and_cancels_the_other_timers(
