@@ -158,6 +158,8 @@ class EngineView(Protocol):
 
     def record_decision(self, decision: Any) -> None: ...
 
+    def patched(self, change_id: str) -> bool: ...
+
 
 class CompensationScope:
     """``with ctx.compensation(...):`` registers on entry and guards the calls inside.
@@ -231,6 +233,24 @@ class WorkflowContext:
     def uuid4(self) -> uuid.UUID:
         """A version-4 UUID drawn from the same seeded generator."""
         return uuid.UUID(int=self._engine.random_bits(128), version=4)
+
+    # -- versioning ----------------------------------------------------------------------
+
+    def patched(self, change_id: str) -> bool:
+        """Whether to take the new branch of a code change (``if ctx.patched("x"): new``).
+
+        True for executions that reach this point with this code (recorded in their
+        history, so their replays agree); False for executions that passed this point
+        before the change, so they replay the old branch and run on. Once no execution
+        older than the change is left, replace the ``if`` by its new branch and keep
+        ``ctx.deprecate_patch("x")`` there until histories with the patch are gone too.
+        """
+        return self._engine.patched(_change_id(change_id))
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """The new branch is all there is: histories that recorded the patch still replay
+        (and it is still recorded, for code that still asks ``patched``)."""
+        self._engine.patched(_change_id(change_id))
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -361,6 +381,14 @@ class WorkflowContext:
         for s in steps:
             s.on_done(check)
         return gathered
+
+
+def _change_id(change_id: str) -> str:
+    if not isinstance(change_id, str) or not 0 < len(change_id) <= 200:
+        raise WorkflowError(
+            f"a patch's change id is a non-empty string of up to 200 characters, got {change_id!r}"
+        )
+    return change_id
 
 
 def _abandon_all(steps: tuple[Pending[Any], ...]) -> None:

@@ -52,6 +52,7 @@ from sagas.history import (
     Decision,
     Failed,
     InputEvent,
+    Patched,
     SignalReceived,
     Started,
     TimerCancelled,
@@ -107,6 +108,8 @@ class Engine:
         self._waiters: dict[str, deque[Pending[Any]]] = {}
         self._timers: dict[int, Pending[None]] = {}
         self._signal_guards: dict[str, Callable[[Any], str | None]] = {}
+        self.recorded_patches: frozenset[str] = frozenset()
+        """While replaying: the change ids the history took the new branch of."""
         self._out: list[Decision] = []
 
     @property
@@ -485,6 +488,15 @@ class Engine:
         self._active("record steps")
         self._emit(decision)
 
+    def patched(self, change_id: str) -> bool:
+        """The new branch for code running live or replaying a history that took it; the
+        old one for a history recorded before the change."""
+        self._active("check patches")
+        if self.replaying and change_id not in self.recorded_patches:
+            return False
+        self._emit(Patched(change_id=change_id))
+        return True
+
     def accepts_timer(self, seq: int) -> bool:
         timer = self.record.timers.get(seq)
         return timer is not None and timer.status == "pending"
@@ -583,6 +595,10 @@ def replay(definition: AnyWorkflow, address: str, events: Iterable[RecordedEvent
     """Rebuild an engine from a history, checking that the code still takes its decisions."""
     engine = Engine(definition, address)
     engine.replaying = True
+    events = list(events)
+    engine.recorded_patches = frozenset(
+        rec.event.change_id for rec in events if isinstance(rec.event, Patched)
+    )
     try:
         _replay_into(engine, events)
     except ReplayError:

@@ -230,6 +230,20 @@ class TimerCancelled(Decision):
         return f"cancel timer #{self.seq}"
 
 
+class Patched(Decision):
+    """The code took the new branch of ``ctx.patched(change_id)`` at this point: replays
+    of this history take it too, and histories without it keep the old branch."""
+
+    event_type = "wf.Patched"
+    change_id: str
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.change_id)
+
+    def describe(self) -> str:
+        return f"patch {self.change_id!r}"
+
+
 class ApprovalStep(Decision):
     """A step of a human approval (``sagas.approvals``): requested, reminded, escalated,
     given up, or decided (``by`` and ``comment`` say who and why)."""
@@ -279,6 +293,7 @@ HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     CallScheduled,
     TimerStarted,
     TimerCancelled,
+    Patched,
     ApprovalStep,
     CompensationRegistered,
     CompensationSkipped,
