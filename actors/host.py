@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from actors.client import Client, EntityCatalog
 from actors.entity import Entity
@@ -106,14 +106,16 @@ class Host:
         if self._error is not None:
             raise RuntimeError("the worker loop failed") from self._error
 
-    def __enter__(self) -> Host:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def __aenter__(self) -> Host:
-        return self.start()
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop()

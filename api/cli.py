@@ -33,12 +33,14 @@ from api.wiring import (
     kafka_settings,
     load_domain,
     open_mailbox,
+    open_store,
 )
 from eventstore import EventRegistry, EventStoreError
 from eventstore.kafka import ApacheKafka, local_broker
 from eventstore.stream.relay import Relay, StreamTopics
 from eventstore.stream.tail import StreamFilter, TailOptions, tail
 from sagas import ActivityWorker
+from sagas.replay_check import check_histories, export_histories, file_histories, stored_histories
 
 log = logging.getLogger("entityflow.cli")
 DEFAULT_DOMAIN = "examples.shop"
@@ -277,6 +279,87 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workflows(domain: Any, names: Sequence[str] | None) -> list[Any]:
+    chosen = list(domain.workflows)
+    if names:
+        known = {wf.name: wf for wf in chosen}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise ValueError(
+                f"the domain has no workflow type {', '.join(missing)}; it has "
+                + (", ".join(sorted(known)) or "none")
+            )
+        chosen = [known[n] for n in names]
+    if not chosen:
+        raise ValueError("the domain has no workflows to check")
+    return chosen
+
+
+def cmd_replay_check(args: argparse.Namespace) -> int:
+    """Replay stored (or exported) histories through the current code; non-zero on any
+    divergence, so a deploy can be gated on it."""
+    domain = load_domain(args.domain)
+    workflows = _workflows(domain, args.type)
+    registry = domain_registry(domain)
+    store = None
+    if args.from_dir:
+        histories = file_histories(Path(args.from_dir), workflows, registry)
+        source = args.from_dir
+    else:
+        store = open_store(_settings(), registry)
+        histories = stored_histories(store, workflows, sample=args.sample)
+        source = store.url
+
+    def progress(n: int) -> None:
+        if n % 500 == 0:
+            print(f"  {n} histories replayed...", flush=True)
+
+    print(f"entityflow replay-check: replaying histories from {source}", flush=True)
+    try:
+        report = check_histories(histories, progress)
+    finally:
+        if store is not None:
+            store.close()
+    for d in report.divergences:
+        print(f"DIVERGES {d.describe()}")
+    checked = ", ".join(f"{n} {name}" for name, n in sorted(report.checked.items())) or "none"
+    if report.ok:
+        print(f"entityflow replay-check: all {report.total} histories replay ({checked})")
+        return 0
+    print(
+        f"entityflow replay-check: {len(report.divergences)} of {report.total} histories do "
+        f"not replay ({checked}); branch the change with ctx.patched(...) or keep the old code"
+    )
+    return 1
+
+
+def cmd_export_history(args: argparse.Namespace) -> int:
+    """Write workflow histories as JSON files (for replay-check elsewhere, e.g. in CI)."""
+    domain = load_domain(args.domain)
+    workflows = _workflows(domain, args.type)
+    with open_store(_settings(), domain_registry(domain)) as store:
+        written = export_histories(
+            stored_histories(store, workflows, sample=args.sample), Path(args.to)
+        )
+    print(f"entityflow export-history: wrote {written} histories under {args.to}")
+    return 0
+
+
+def _history_parsers(sub: Any) -> None:
+    check = sub.add_parser("replay-check", help="replay workflow histories through the code")
+    export = sub.add_parser("export-history", help="write workflow histories as JSON files")
+    for p in (check, export):
+        p.add_argument("--domain", default=None, help=DOMAIN_HELP)
+        p.add_argument("--type", action="append", help="only this workflow type (repeatable)")
+        p.add_argument("--sample", type=int, default=None, help="at most N executions per type")
+    check.add_argument(
+        "--from", dest="from_dir", default=None, help="a directory export-history wrote"
+    )
+    export.add_argument("--to", required=True, help="the directory to write into")
+    check.set_defaults(func=cmd_replay_check)
+    export.set_defaults(func=cmd_export_history)
+
+
 def _stream_parsers(sub: Any) -> None:
     relay = sub.add_parser("relay", help="publish committed events to the Kafka event stream")
     tail_cmd = sub.add_parser("tail", help="print the live event stream (filter by type, entity)")
@@ -335,6 +418,7 @@ def _parser() -> argparse.ArgumentParser:
             )
         api.set_defaults(func=func)
     _stream_parsers(sub)
+    _history_parsers(sub)
     return parser
 
 

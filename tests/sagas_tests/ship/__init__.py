@@ -1,0 +1,1 @@
+"""Two deployments of one workflow type (``Ship``), as ``--domain`` modules for the CLI."""
