@@ -160,6 +160,8 @@ class EngineView(Protocol):
 
     def patched(self, change_id: str) -> bool: ...
 
+    def run_local(self, act: Activity[Any, Any], body: JSONDict) -> CallHandle[Any]: ...
+
 
 class CompensationScope:
     """``with ctx.compensation(...):`` registers on entry and guards the calls inside.
@@ -283,6 +285,19 @@ class WorkflowContext:
         return self._engine.schedule_activity(
             act.name, body, act.retry, act.call_options, act.decode_result
         )
+
+    def run_local(self, act: Activity[P, R], /, *args: P.args, **kwargs: P.kwargs) -> CallHandle[R]:
+        """Run a short activity inline, on this worker; await the handle for its result.
+
+        No trip through the activity task log: for side effects of milliseconds (an id
+        from another service, a cache write). Each attempt's outcome is recorded before
+        the code goes on and never run again on replay; failures are retried by the
+        activity's policy after a durable timer, and the final one raises
+        :class:`~sagas.ActivityError` here. Longer work belongs in
+        :meth:`execute_activity` (the batch waits while a local activity runs).
+        """
+        body = act.encode_arguments(args, kwargs)
+        return self._engine.run_local(act, body)
 
     def add_compensation(
         self, handler: Command[P, Any], entity_id: str, /, *args: P.args, **kwargs: P.kwargs

@@ -25,7 +25,7 @@ from typing import Any, Literal, cast
 from actors import RetryPolicy
 from actors.timers import due_time
 from eventstore import JSONDict, RecordedEvent
-from sagas.activities import ActivityOptions
+from sagas.activities import Activity, ActivityInfo, ActivityOptions
 from sagas.activity_tasks import TIMED_OUT, activity_address, failure
 from sagas.context import CallHandle, Decoder, Pending, WorkflowContext
 from sagas.definition import AnyWorkflow, split_address
@@ -52,6 +52,7 @@ from sagas.history import (
     Decision,
     Failed,
     InputEvent,
+    LocalActivityRan,
     Patched,
     SignalReceived,
     Started,
@@ -59,6 +60,7 @@ from sagas.history import (
     TimerFired,
     TimerStarted,
 )
+from sagas.local_activities import LOCAL_ROUTE, retry_at, run_local_attempt
 
 Phase = Literal["new", "running", "finishing", "compensating", "completed", "compensated", "failed"]
 FINAL_PHASES = ("completed", "compensated", "failed")
@@ -108,6 +110,9 @@ class Engine:
         self._waiters: dict[str, deque[Pending[Any]]] = {}
         self._timers: dict[int, Pending[None]] = {}
         self._signal_guards: dict[str, Callable[[Any], str | None]] = {}
+        self.recorded_local: dict[tuple[int, int], LocalActivityRan] = {}
+        """While replaying: the recorded attempts of local activities, by (seq, attempt)."""
+        self._local_first: dict[int, datetime] = {}
         self.recorded_patches: frozenset[str] = frozenset()
         """While replaying: the change ids the history took the new branch of."""
         self._out: list[Decision] = []
@@ -453,6 +458,9 @@ class Engine:
 
     def start_timer(self, delay: timedelta | datetime, label: str) -> Pending[None]:
         self._active("set timers")
+        return self._timer(delay, label)
+
+    def _timer(self, delay: timedelta | datetime, label: str) -> Pending[None]:
         due = due_time(self.now(), delay)  # refuses negative and absurd delays, before recording
         self._seq += 1
         seq = self._seq
@@ -496,6 +504,63 @@ class Engine:
             return False
         self._emit(Patched(change_id=change_id))
         return True
+
+    def run_local(self, act: Activity[Any, Any], body: JSONDict) -> CallHandle[Any]:
+        self._active("run local activities")
+        self._seq += 1
+        handle: CallHandle[Any] = CallHandle(self._seq, f"{LOCAL_ROUTE}{act.name}", act.name)
+        self._local_first[self._seq] = self.now()
+        self._local_attempt(act, body, self._seq, 1, handle)
+        return handle
+
+    def _local_attempt(
+        self, act: Activity[Any, Any], body: JSONDict, seq: int, attempt: int, handle: Pending[Any]
+    ) -> None:
+        """Run (live) or read (replaying) one attempt; then resolve, retry later, or fail."""
+        ran = self.recorded_local.get((seq, attempt)) if self.replaying else None
+        if ran is None and self.replaying:
+            # Not in the history: code that changed. Never run a side effect on replay;
+            # the decision below does not match what was recorded, so replay reports it.
+            ran = LocalActivityRan(seq=seq, name=act.name, attempt=attempt, status="missing")
+        if ran is None:
+            info = ActivityInfo(
+                name=act.name,
+                workflow=self.address,
+                seq=seq,
+                attempt=attempt,
+                idempotency_key=f"{self.address}#{seq}",
+            )
+            done = run_local_attempt(act, body, info)
+            again = None
+            if done.status != "applied":
+                s2c = act.call_options.schedule_to_close
+                first = self._local_first.get(seq, self.now())
+                again = retry_at(act.retry, s2c, attempt, done.code, first, self.now())
+            ran = LocalActivityRan(
+                seq=seq,
+                name=act.name,
+                attempt=attempt,
+                status=done.status,
+                result=done.result,
+                error=done.error,
+                code=done.code,
+                retry_at=again,
+            )
+        self._emit(ran)
+        if ran.status == "applied":
+            try:
+                handle.resolve(act.decode_result(ran.result))
+            except Exception as exc:
+                handle.fail(WorkflowError(f"local activity {act.name}: {describe(exc)}"))
+        elif ran.retry_at is not None:
+            timer = self._timer(ran.retry_at, f"retry of local activity {act.name}")
+            timer.on_done(lambda _: self._local_attempt(act, body, seq, attempt + 1, handle))
+        else:
+            error_type, final = failure(ran.code)
+            reason = ran.error or ran.status
+            handle.fail(
+                ActivityError(seq, act.name, error_type, reason, attempt, non_retryable=final)
+            )
 
     def accepts_timer(self, seq: int) -> bool:
         timer = self.record.timers.get(seq)
@@ -599,6 +664,11 @@ def replay(definition: AnyWorkflow, address: str, events: Iterable[RecordedEvent
     engine.recorded_patches = frozenset(
         rec.event.change_id for rec in events if isinstance(rec.event, Patched)
     )
+    engine.recorded_local = {
+        (rec.event.seq, rec.event.attempt): rec.event
+        for rec in events
+        if isinstance(rec.event, LocalActivityRan)
+    }
     try:
         _replay_into(engine, events)
     except ReplayError:

@@ -230,6 +230,27 @@ class TimerCancelled(Decision):
         return f"cancel timer #{self.seq}"
 
 
+class LocalActivityRan(Decision):
+    """An attempt of a local activity ran inline: its outcome, and when the next attempt
+    runs if it failed and may be retried (``retry_at``)."""
+
+    event_type = "wf.LocalActivityRan"
+    seq: int
+    name: str
+    attempt: int
+    status: str
+    result: Any = None
+    error: str | None = None
+    code: str | None = None
+    retry_at: datetime | None = None
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.seq, self.name, self.attempt)
+
+    def describe(self) -> str:
+        return f"local activity #{self.seq} {self.name} (attempt {self.attempt})"
+
+
 class Patched(Decision):
     """The code took the new branch of ``ctx.patched(change_id)`` at this point: replays
     of this history take it too, and histories without it keep the old branch."""
@@ -294,6 +315,7 @@ HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     TimerStarted,
     TimerCancelled,
     Patched,
+    LocalActivityRan,
     ApprovalStep,
     CompensationRegistered,
     CompensationSkipped,
