@@ -34,7 +34,7 @@ from sagas.context import CallHandle, CompensationScope, Pending, WorkflowContex
 from sagas.coordinator import CoordinatorStats, WorkflowActor, WorkflowKind
 from sagas.definition import QuerySpec, Workflow
 from sagas.domain import Domain, Host
-from sagas.engine import Engine, replay
+from sagas.engine import Engine
 from sagas.errors import (
     ActivityError,
     InvalidWorkflowInputError,
@@ -64,6 +64,7 @@ from sagas.fold import (
 )
 from sagas.history import HISTORY_EVENTS
 from sagas.protocol import Refusal
+from sagas.replayer import replay
 from sagas.signals import Signal
 
 __all__ = [

@@ -21,7 +21,6 @@ from pydantic import BaseModel
 from actors import CommandSender, Mailbox, ReplyOverdueError, UpdateTimeoutError
 from eventstore import ExecutionRow, Outcome, RecordedEvent, Store
 from sagas.definition import AnyWorkflow, Workflow, split_address
-from sagas.engine import replay
 from sagas.errors import (
     ReplayError,
     UnknownWorkflowError,
@@ -30,6 +29,7 @@ from sagas.errors import (
 )
 from sagas.fold import FINAL_STATUSES, ExecutionRecord, ExecutionStatus
 from sagas.protocol import cancel_envelope, signal_envelope, start_envelope, verdict
+from sagas.replayer import replay
 from sagas.signals import Signal
 
 WorkflowRef = AnyWorkflow | str

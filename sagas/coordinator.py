@@ -35,7 +35,7 @@ from actors import Envelope, TimerRequest, Turn
 from eventstore import DomainEvent, EventRegistry, ExecutionRow, JSONDict, LoadedStream, Store
 from sagas.activity_tasks import is_activity_step, overrun, task_envelope, timeout_reply
 from sagas.definition import AnyWorkflow, split_address
-from sagas.engine import Engine, correlation, describe, replay
+from sagas.engine import Engine, correlation, describe
 from sagas.errors import (
     InvalidWorkflowInputError,
     NonDeterminismError,
@@ -59,6 +59,7 @@ from sagas.history import (
     TimerStarted,
 )
 from sagas.protocol import Refusal
+from sagas.replayer import replay
 
 log = logging.getLogger("entityflow.sagas")
 ACTOR_ROUTE = "actor:"

@@ -18,21 +18,19 @@ from __future__ import annotations
 import contextlib
 import random
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 from actors import RetryPolicy
 from actors.timers import due_time
-from eventstore import JSONDict, RecordedEvent
-from sagas.activities import Activity, ActivityInfo, ActivityOptions
+from eventstore import JSONDict
+from sagas.activities import Activity, ActivityOptions
 from sagas.activity_tasks import TIMED_OUT, activity_address, failure
 from sagas.context import CallHandle, Decoder, Pending, WorkflowContext
 from sagas.definition import AnyWorkflow, split_address
 from sagas.errors import (
     ActivityError,
-    NonDeterminismError,
-    ReplayError,
     SagasError,
     StepFailed,
     StepRejected,
@@ -40,7 +38,6 @@ from sagas.errors import (
 )
 from sagas.fold import ExecutionRecord, StepInfo
 from sagas.history import (
-    Annotation,
     CallCompleted,
     CallScheduled,
     CancelRequested,
@@ -52,7 +49,6 @@ from sagas.history import (
     Decision,
     Failed,
     InputEvent,
-    LocalActivityRan,
     Patched,
     SignalReceived,
     Started,
@@ -60,7 +56,7 @@ from sagas.history import (
     TimerFired,
     TimerStarted,
 )
-from sagas.local_activities import LOCAL_ROUTE, retry_at, run_local_attempt
+from sagas.local_activities import LOCAL_ROUTE, LocalAttempts
 
 Phase = Literal["new", "running", "finishing", "compensating", "completed", "compensated", "failed"]
 FINAL_PHASES = ("completed", "compensated", "failed")
@@ -110,9 +106,7 @@ class Engine:
         self._waiters: dict[str, deque[Pending[Any]]] = {}
         self._timers: dict[int, Pending[None]] = {}
         self._signal_guards: dict[str, Callable[[Any], str | None]] = {}
-        self.recorded_local: dict[tuple[int, int], LocalActivityRan] = {}
-        """While replaying: the recorded attempts of local activities, by (seq, attempt)."""
-        self._local_first: dict[int, datetime] = {}
+        self.local = LocalAttempts(self)
         self.recorded_patches: frozenset[str] = frozenset()
         """While replaying: the change ids the history took the new branch of."""
         self._out: list[Decision] = []
@@ -509,58 +503,16 @@ class Engine:
         self._active("run local activities")
         self._seq += 1
         handle: CallHandle[Any] = CallHandle(self._seq, f"{LOCAL_ROUTE}{act.name}", act.name)
-        self._local_first[self._seq] = self.now()
-        self._local_attempt(act, body, self._seq, 1, handle)
+        self.local.start(act, body, self._seq, handle)
         return handle
 
-    def _local_attempt(
-        self, act: Activity[Any, Any], body: JSONDict, seq: int, attempt: int, handle: Pending[Any]
-    ) -> None:
-        """Run (live) or read (replaying) one attempt; then resolve, retry later, or fail."""
-        ran = self.recorded_local.get((seq, attempt)) if self.replaying else None
-        if ran is None and self.replaying:
-            # Not in the history: code that changed. Never run a side effect on replay;
-            # the decision below does not match what was recorded, so replay reports it.
-            ran = LocalActivityRan(seq=seq, name=act.name, attempt=attempt, status="missing")
-        if ran is None:
-            info = ActivityInfo(
-                name=act.name,
-                workflow=self.address,
-                seq=seq,
-                attempt=attempt,
-                idempotency_key=f"{self.address}#{seq}",
-            )
-            done = run_local_attempt(act, body, info)
-            again = None
-            if done.status != "applied":
-                s2c = act.call_options.schedule_to_close
-                first = self._local_first.get(seq, self.now())
-                again = retry_at(act.retry, s2c, attempt, done.code, first, self.now())
-            ran = LocalActivityRan(
-                seq=seq,
-                name=act.name,
-                attempt=attempt,
-                status=done.status,
-                result=done.result,
-                error=done.error,
-                code=done.code,
-                retry_at=again,
-            )
-        self._emit(ran)
-        if ran.status == "applied":
-            try:
-                handle.resolve(act.decode_result(ran.result))
-            except Exception as exc:
-                handle.fail(WorkflowError(f"local activity {act.name}: {describe(exc)}"))
-        elif ran.retry_at is not None:
-            timer = self._timer(ran.retry_at, f"retry of local activity {act.name}")
-            timer.on_done(lambda _: self._local_attempt(act, body, seq, attempt + 1, handle))
-        else:
-            error_type, final = failure(ran.code)
-            reason = ran.error or ran.status
-            handle.fail(
-                ActivityError(seq, act.name, error_type, reason, attempt, non_retryable=final)
-            )
+    def emit(self, decision: Decision) -> None:
+        """Record a decision taken outside the code's own steps (a local attempt)."""
+        self._emit(decision)
+
+    def timer(self, delay: timedelta | datetime, label: str) -> Pending[None]:
+        """A timer set by the machinery, not the code (a retry's wait)."""
+        return self._timer(delay, label)
 
     def accepts_timer(self, seq: int) -> bool:
         timer = self.record.timers.get(seq)
@@ -654,85 +606,3 @@ class Engine:
 
 def _same(value: Any) -> Any:
     return value
-
-
-def replay(definition: AnyWorkflow, address: str, events: Iterable[RecordedEvent]) -> Engine:
-    """Rebuild an engine from a history, checking that the code still takes its decisions."""
-    engine = Engine(definition, address)
-    engine.replaying = True
-    events = list(events)
-    engine.recorded_patches = frozenset(
-        rec.event.change_id for rec in events if isinstance(rec.event, Patched)
-    )
-    engine.recorded_local = {
-        (rec.event.seq, rec.event.attempt): rec.event
-        for rec in events
-        if isinstance(rec.event, LocalActivityRan)
-    }
-    try:
-        _replay_into(engine, events)
-    except ReplayError:
-        raise
-    except Exception as exc:
-        raise ReplayError(address, f"replaying the history failed: {describe(exc)}") from exc
-    engine.replaying = False
-    return engine
-
-
-def _replay_into(engine: Engine, events: Iterable[RecordedEvent]) -> None:
-    address = engine.address
-    produced: deque[Decision] = deque()
-    for rec in events:
-        event = rec.event
-        if isinstance(event, Annotation):
-            engine.record.apply(event, rec.timestamp)
-            continue
-        if isinstance(event, InputEvent):
-            if produced:
-                raise diverged(address, rec.version, None, produced[0])
-            try:
-                produced.extend(engine.feed(event))
-            except Exception as exc:
-                raise ReplayError(
-                    address,
-                    f"replaying history event #{rec.version} ({event.event_type}) failed: "
-                    f"{describe(exc)}",
-                    rec.version,
-                ) from exc
-        elif isinstance(event, Decision):
-            if not produced:
-                raise diverged(address, rec.version, event, None)
-            mine = produced.popleft()
-            if mine.signature() != event.signature():
-                raise diverged(address, rec.version, event, mine)
-            engine.adopt(event)
-        else:
-            raise ReplayError(
-                address,
-                f"history event #{rec.version} ({event.event_type}) is not a workflow event",
-            )
-    if produced:
-        raise diverged(address, None, None, produced[0])
-
-
-def diverged(
-    address: str, position: int | None, expected: Decision | None, actual: Decision | None
-) -> NonDeterminismError:
-    """The error for a replay where the history has ``expected`` and the code did ``actual``."""
-    named = next(
-        (d for d in (expected, actual) if isinstance(d, CallScheduled)),
-        expected or actual,
-    )
-    if isinstance(named, CallScheduled):
-        step = f"step {named.seq}"
-    elif isinstance(named, CompensationRegistered):
-        step = f"compensation #{named.index}"
-    else:
-        step = named.describe() if named is not None else "the end"
-    return NonDeterminismError(
-        address,
-        position,
-        step,
-        expected.describe() if expected is not None else "nothing more at this point",
-        actual.describe() if actual is not None else "nothing at this point",
-    )

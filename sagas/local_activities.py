@@ -30,6 +30,9 @@ from sagas.activities import (
     run_attempt,
 )
 from sagas.activity_tasks import CANCELLED, NON_RETRYABLE, failure
+from sagas.engine_protocol import EngineCore
+from sagas.errors import ActivityError, WorkflowError
+from sagas.history import LocalActivityRan
 
 LOCAL_ROUTE = "local:"
 
@@ -101,3 +104,73 @@ def retry_at(
     if schedule_to_close is not None and (due - first_at).total_seconds() >= schedule_to_close:
         return None
     return due
+
+
+class LocalAttempts:
+    """The local activities of one engine: runs (live) or reads (replaying) each attempt,
+    then resolves the handle, waits on a durable timer to try again, or fails it."""
+
+    def __init__(self, engine: EngineCore) -> None:
+        self.engine = engine
+        self.recorded: dict[tuple[int, int], LocalActivityRan] = {}
+        """While replaying: the recorded attempts, by (seq, attempt)."""
+        self._first: dict[int, datetime] = {}
+
+    def start(self, act: Activity[Any, Any], body: dict[str, Any], seq: int, handle: Any) -> None:
+        self._first[seq] = self.engine.now()
+        self._attempt(act, body, seq, 1, handle)
+
+    def _attempt(
+        self, act: Activity[Any, Any], body: dict[str, Any], seq: int, attempt: int, handle: Any
+    ) -> None:
+        engine = self.engine
+        ran = self.recorded.get((seq, attempt)) if engine.replaying else None
+        if ran is None and engine.replaying:
+            # Not in the history: code that changed. Never run a side effect on replay;
+            # this decision does not match what was recorded, so replay reports it.
+            ran = LocalActivityRan(seq=seq, name=act.name, attempt=attempt, status="missing")
+        if ran is None:
+            ran = self._run(act, body, seq, attempt)
+        engine.emit(ran)
+        if ran.status == "applied":
+            try:
+                handle.resolve(act.decode_result(ran.result))
+            except Exception as exc:
+                handle.fail(WorkflowError(f"local activity {act.name}: result does not fit: {exc}"))
+        elif ran.retry_at is not None:
+            timer = engine.timer(ran.retry_at, f"retry of local activity {act.name}")
+            timer.on_done(lambda _: self._attempt(act, body, seq, attempt + 1, handle))
+        else:
+            error_type, final = failure(ran.code)
+            reason = ran.error or ran.status
+            handle.fail(
+                ActivityError(seq, act.name, error_type, reason, attempt, non_retryable=final)
+            )
+
+    def _run(
+        self, act: Activity[Any, Any], body: dict[str, Any], seq: int, attempt: int
+    ) -> LocalActivityRan:
+        engine = self.engine
+        info = ActivityInfo(
+            name=act.name,
+            workflow=engine.address,
+            seq=seq,
+            attempt=attempt,
+            idempotency_key=f"{engine.address}#{seq}",
+        )
+        done = run_local_attempt(act, body, info)
+        again = None
+        if done.status != "applied":
+            first = self._first.get(seq, engine.now())
+            s2c = act.call_options.schedule_to_close
+            again = retry_at(act.retry, s2c, attempt, done.code, first, engine.now())
+        return LocalActivityRan(
+            seq=seq,
+            name=act.name,
+            attempt=attempt,
+            status=done.status,
+            result=done.result,
+            error=done.error,
+            code=done.code,
+            retry_at=again,
+        )

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from eventstore import EventRecord, EventRegistry, RecordedEvent, Store
 from sagas.definition import AnyWorkflow, split_address
-from sagas.engine import describe, replay
+from sagas.engine import describe
 from sagas.errors import NonDeterminismError, ReplayError
 from sagas.fold import FINAL_STATUSES, UNFINISHED_STATUSES
+from sagas.replayer import replay
 
 History = tuple[AnyWorkflow, str, list[RecordedEvent]]
 PAGE = 500

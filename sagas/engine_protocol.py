@@ -1,0 +1,17 @@
+"""What the engine's helpers (local activities) may use of it, so they never import it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+
+class EngineCore(Protocol):
+    address: str
+    replaying: bool
+
+    def now(self) -> datetime: ...
+
+    def emit(self, decision: Any) -> None: ...
+
+    def timer(self, delay: timedelta | datetime, label: str) -> Any: ...
