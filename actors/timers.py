@@ -112,6 +112,8 @@ class TimerIndex:
         self._heap: list[tuple[datetime, str]] = []
         self._current: dict[str, TimerRow] = {}
         self._loaded_until: datetime | None = None
+        self._cursor: tuple[datetime, str] | None = None
+        """Where the next page starts when the last read filled a page."""
         self.fired = 0
 
     def __len__(self) -> int:
@@ -135,30 +137,34 @@ class TimerIndex:
         self._heap.clear()
         self._current.clear()
         self._loaded_until = None
+        self._cursor = None
 
     # -- keeping up ----------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Read the timers that have come within the horizon since the last read."""
+        """Read the timers that have come within the horizon since the last read, a page
+        at a time, in (due time, id) order (so any number due at one instant all load)."""
         now = self.clock()
         until = self._loaded_until
-        if until is not None and until - now > self.horizon / 2:
+        if until is not None and self._cursor is None and until - now > self.horizon / 2:
             return
         target = now + self.horizon
+        after = self._cursor if self._cursor is not None else until
         try:
             rows = self.store.due_timers(
-                sorted(self._owned), after=until, until=target, limit=self.page
+                sorted(self._owned), after=after, until=target, limit=self.page
             )
         except StoreUnavailableError:
             log.warning("store unavailable while reading due timers; will retry")
             return
-        if len(rows) == self.page:
-            # A full page: load up to just before its last due time, the rest next time.
-            target = rows[-1].due_at - timedelta(microseconds=1)
-            rows = [r for r in rows if r.due_at <= target]
         for row in rows:
             self._hold(row)
-        self._loaded_until = target
+        if len(rows) == self.page:
+            # A full page: what is loaded ends at its last row; the next read goes on.
+            last = rows[-1]
+            self._cursor, self._loaded_until = (last.due_at, last.timer_id), last.due_at
+        else:
+            self._cursor, self._loaded_until = None, target
 
     def committed(self, commit: Commit) -> None:
         """Take in what a commit of this worker set and cleared."""

@@ -294,18 +294,27 @@ class Worker:
         self._put_back(deliveries)
 
     def _gather(self, consumer: MailboxConsumer) -> list[Delivery]:
-        """A batch: what the broker has for owned partitions, then co-located messages.
+        """A batch: due timers, what the broker has for owned partitions, then co-located
+        messages.
 
         With co-located messages ready, the poll does not wait for the broker; held ones
         (a new partition not read to its end yet) wait for it like anything else.
         """
-        waiting = self._local is not None and self._local.has_ready(self._next_read)
+        # Due timers are taken first (up to half a batch), so a backlog in the broker
+        # cannot hold them back until it drains; the poll then does not wait.
+        timers = self._take_timers(self.max_batch // 2)
+        waiting = bool(timers) or (
+            self._local is not None and self._local.has_ready(self._next_read)
+        )
         deliveries = [
             d
-            for d in consumer.poll(0.0 if waiting else self._poll_wait(), self.max_batch)
+            for d in consumer.poll(
+                0.0 if waiting else self._poll_wait(), self.max_batch - len(timers)
+            )
             if d.partition in self._positions
         ]
-        deliveries += self._take_timers(self.max_batch - len(deliveries))
+        deliveries += [t for t in timers if t.partition in self._positions]  # not revoked meanwhile
+        self.timers.refresh()  # partitions assigned by the poll: their timers, before the commit
         return deliveries + self._take_local(self.max_batch - len(deliveries))
 
     def _poll_wait(self) -> float:

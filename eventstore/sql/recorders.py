@@ -233,7 +233,11 @@ class EntityflowSQLiteRecorder(SQLiteProcessRecorder):
             c.execute("SELECT 1")
 
     def select_due_timers(
-        self, partitions: Sequence[int], after: datetime | None, until: datetime, limit: int
+        self,
+        partitions: Sequence[int],
+        after: tuple[datetime, str | None] | None,
+        until: datetime,
+        limit: int,
     ) -> list[TimerRow]:
         with self.datastore.transaction(commit=False) as c:
             return timers.sqlite_due(c, partitions, after, until, limit)
@@ -457,11 +461,15 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
             curs.execute("SELECT 1")
 
     def select_due_timers(
-        self, partitions: Sequence[int], after: datetime | None, until: datetime, limit: int
+        self,
+        partitions: Sequence[int],
+        after: tuple[datetime, str | None] | None,
+        until: datetime,
+        limit: int,
     ) -> list[TimerRow]:
         if not partitions:
             return []
-        query = timers.pg_due_query(self.timers_table, after is not None)
+        query = timers.pg_due_query(self.timers_table, after)
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(query, timers.pg_due_params(partitions, after, until, limit))
             return [timers.pg_row(r) for r in curs.fetchall()]

@@ -330,12 +330,17 @@ class Store:
         partitions: Sequence[int],
         *,
         until: datetime,
-        after: datetime | None = None,
+        after: datetime | tuple[datetime, str] | None = None,
         limit: int = 10_000,
     ) -> list[TimerRow]:
-        """Timers of these partitions due in ``(after, until]``, soonest first."""
+        """Timers of these partitions due by ``until``, in (due time, id) order, after the
+        cursor ``after``: a due time (those due then are excluded) or the (due time, id)
+        of the last row of the previous page."""
+        cursor: tuple[datetime, str | None] | None = (
+            (after, None) if isinstance(after, datetime) else after
+        )
         with self._guarded("reading due timers"):
-            return self._recorder.select_due_timers(partitions, after, until, limit)
+            return self._recorder.select_due_timers(partitions, cursor, until, limit)
 
     def timers(self, address: str) -> list[TimerRow]:
         """The pending timers of one actor, soonest first."""

@@ -35,7 +35,7 @@ def _from_micros(us: int) -> datetime:
 SQLITE_CREATE = [
     "CREATE TABLE IF NOT EXISTS ef_timers (timer_id TEXT PRIMARY KEY, address TEXT NOT NULL, "
     "partition INTEGER NOT NULL, due_us INTEGER NOT NULL, message TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS ef_timers_due ON ef_timers (partition, due_us)",
+    "CREATE INDEX IF NOT EXISTS ef_timers_due ON ef_timers (partition, due_us, timer_id)",
 ]
 
 
@@ -52,16 +52,23 @@ def sqlite_write(c: SQLiteCursor, timers: Sequence[TimerRow], cleared: Sequence[
 
 
 def sqlite_due(
-    c: SQLiteCursor, partitions: Sequence[int], after: datetime | None, until: datetime, limit: int
+    c: SQLiteCursor,
+    partitions: Sequence[int],
+    after: tuple[datetime, str | None] | None,
+    until: datetime,
+    limit: int,
 ) -> list[TimerRow]:
     if not partitions:
         return []
     marks = ",".join("?" * len(partitions))
-    low = "AND due_us > ?" if after is not None else ""
-    params: list[Any] = [*partitions, *([_micros(after)] if after is not None else [])]
+    low, params = "", list[Any](partitions)
+    if after is not None and after[1] is None:
+        low, params = "AND due_us > ?", [*params, _micros(after[0])]
+    elif after is not None:
+        low, params = "AND (due_us, timer_id) > (?, ?)", [*params, _micros(after[0]), after[1]]
     c.execute(
         f"SELECT * FROM ef_timers WHERE partition IN ({marks}) {low} AND due_us <= ? "
-        "ORDER BY due_us LIMIT ?",
+        "ORDER BY due_us, timer_id LIMIT ?",
         [*params, _micros(until), limit],
     )
     return [_sqlite_row(r) for r in c.fetchall()]
@@ -97,23 +104,34 @@ def pg_create(table: Composed, prefix: str) -> list[Composed]:
             "CREATE TABLE IF NOT EXISTS {t} (timer_id text PRIMARY KEY, address text NOT NULL, "
             "partition integer NOT NULL, due_at timestamptz NOT NULL, message text NOT NULL)"
         ).format(t=table),
-        SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (partition, due_at)").format(
+        SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (partition, due_at, timer_id)").format(
             i=Identifier(f"{prefix}_timers_due"), t=table
         ),
     ]
 
 
-def pg_due_query(table: Composed, bounded_below: bool) -> Composed:
-    low = SQL("AND due_at > %s ") if bounded_below else SQL("")
+def pg_due_query(table: Composed, after: tuple[datetime, str | None] | None) -> Composed:
+    low = SQL("")
+    if after is not None:
+        low = (
+            SQL("AND due_at > %s ")
+            if after[1] is None
+            else SQL("AND (due_at, timer_id) > (%s, %s) ")
+        )
     return SQL(
-        "SELECT * FROM {t} WHERE partition = ANY(%s) {low}AND due_at <= %s ORDER BY due_at LIMIT %s"
+        "SELECT * FROM {t} WHERE partition = ANY(%s) {low}AND due_at <= %s "
+        "ORDER BY due_at, timer_id LIMIT %s"
     ).format(t=table, low=low)
 
 
 def pg_due_params(
-    partitions: Sequence[int], after: datetime | None, until: datetime, limit: int
+    partitions: Sequence[int],
+    after: tuple[datetime, str | None] | None,
+    until: datetime,
+    limit: int,
 ) -> list[Any]:
-    return [list(partitions), *([after] if after is not None else []), until, limit]
+    cursor = [] if after is None else [after[0]] if after[1] is None else list(after)
+    return [list(partitions), *cursor, until, limit]
 
 
 def pg_of_query(table: Composed) -> Composed:
