@@ -25,6 +25,7 @@ from bench import (
     rehydration,
     stream,
     sustained,
+    timers,
 )
 from bench.options import Options
 from bench.stores import DEFAULT_PG, postgres_reachable
@@ -57,6 +58,11 @@ SECTIONS: dict[str, Section] = {
     ),
     "activities": Section(
         activities.run, "activities/s and one activity's latency (Kafka, PostgreSQL)", default=False
+    ),
+    "timers": Section(
+        timers.run,
+        "durable timers: lateness under W1, cost of 100,000 pending (Kafka)",
+        default=False,
     ),
     "peers": Section(
         peers.run, "entityflow beside Restate on the shared W1-W3 driver", default=False
