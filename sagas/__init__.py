@@ -37,6 +37,7 @@ from sagas.domain import Domain, Host
 from sagas.engine import Engine
 from sagas.errors import (
     ActivityError,
+    ChildWorkflowError,
     InvalidWorkflowInputError,
     NonDeterminismError,
     ReplayError,
@@ -54,6 +55,7 @@ from sagas.errors import (
 from sagas.fold import (
     FINAL_STATUSES,
     ApprovalInfo,
+    ChildInfo,
     CompensationInfo,
     ExecutionRecord,
     ExecutionStatus,
@@ -84,6 +86,8 @@ __all__ = [
     "ApprovalInfo",
     "ApprovalResult",
     "CallHandle",
+    "ChildInfo",
+    "ChildWorkflowError",
     "CompensationInfo",
     "CompensationScope",
     "CoordinatorStats",

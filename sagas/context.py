@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 from actors import Command, EntitySpec, RetryPolicy, UnknownCommandError, check_entity_id
 from actors.retry import DEFAULT_COMPENSATION_RETRY
@@ -21,7 +21,11 @@ from sagas.activities import Activity, ActivityOptions
 from sagas.errors import WaitTimedOut, WorkflowError
 from sagas.signals import Signal
 
+if TYPE_CHECKING:
+    from sagas.definition import Workflow
+
 T = TypeVar("T")
+O = TypeVar("O")  # noqa: E741 - the conventional name of an output type
 P = ParamSpec("P")
 R = TypeVar("R")
 Decoder = Callable[[Any], Any]
@@ -162,6 +166,12 @@ class EngineView(Protocol):
 
     def run_local(self, act: Activity[Any, Any], body: JSONDict) -> CallHandle[Any]: ...
 
+    def schedule_child(
+        self, address: str, input_json: Any, parent_close: Any, decode: Decoder
+    ) -> CallHandle[Any]: ...
+
+    def next_seq(self) -> int: ...
+
 
 class CompensationScope:
     """``with ctx.compensation(...):`` registers on entry and guards the calls inside.
@@ -298,6 +308,32 @@ class WorkflowContext:
         """
         body = act.encode_arguments(args, kwargs)
         return self._engine.run_local(act, body)
+
+    def child(
+        self,
+        workflow: Workflow[Any, O],
+        input: Any,
+        *,
+        workflow_id: str | None = None,
+        parent_close: Literal["cancel", "abandon"] = "cancel",
+    ) -> CallHandle[O]:
+        """Start a child workflow; await the handle for its result (its output type).
+
+        Its id defaults to ``<this id>-<step>`` (deterministic). A child that compensates
+        or fails raises :class:`~sagas.ChildWorkflowError` where it is awaited, so the
+        parent can compensate its own steps. If this workflow's code ends while the
+        child runs, the child is cancelled (``parent_close="abandon"`` lets it run on).
+        Not awaiting the handle starts the child without waiting for it.
+        """
+        wid = (
+            workflow_id
+            if workflow_id is not None
+            else f"{self.workflow_id}-{self._engine.next_seq()}"
+        )
+        body = workflow.encode_input(input)
+        return self._engine.schedule_child(
+            workflow.address(wid), body, parent_close, workflow.decode_output
+        )
 
     def add_compensation(
         self, handler: Command[P, Any], entity_id: str, /, *args: P.args, **kwargs: P.kwargs

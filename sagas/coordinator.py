@@ -34,7 +34,7 @@ from typing import Any
 from actors import Envelope, TimerRequest, Turn
 from eventstore import DomainEvent, EventRegistry, ExecutionRow, JSONDict, LoadedStream, Store
 from sagas.activity_tasks import is_activity_step, overrun, task_envelope, timeout_reply
-from sagas.definition import AnyWorkflow, split_address
+from sagas.definition import WORKFLOW_PREFIX, AnyWorkflow, split_address
 from sagas.engine import Engine, correlation, describe
 from sagas.errors import (
     InvalidWorkflowInputError,
@@ -49,6 +49,11 @@ from sagas.history import (
     CallCompleted,
     CallScheduled,
     CancelRequested,
+    ChildCancelRequested,
+    ChildCompleted,
+    Compensated,
+    Completed,
+    Failed,
     InputEvent,
     Parked,
     Resumed,
@@ -64,6 +69,7 @@ from sagas.replayer import replay
 log = logging.getLogger("entityflow.sagas")
 ACTOR_ROUTE = "actor:"
 PARKED_TIMER_RETRY = timedelta(minutes=1)
+FINAL_DECISIONS = (Completed, Compensated, Failed)
 
 
 @dataclass
@@ -144,6 +150,7 @@ class WorkflowActor:
         self.divergence: ReplayError | None = None
         self._sent: dict[str, datetime | None] = {}
         self._timed_out: set[str] = set()
+        self._asked: dict[int, datetime] = {}
 
     @classmethod
     def from_history(cls, kind: WorkflowKind, address: str, stream: LoadedStream) -> WorkflowActor:
@@ -245,6 +252,26 @@ class WorkflowActor:
                 log.info("%s: no reply to %s yet, sending it again", self.address, call.command_id)
                 out.append(self._call_envelope(call))
             self._sent[call.command_id] = now
+        return out + self._ask_children(now)
+
+    def _ask_children(self, now: datetime) -> list[Envelope]:
+        """Children that took their start but have not reported: ask again now and then
+        (a start to an ended child makes it send its notice again)."""
+        assert self.engine is not None
+        out: list[Envelope] = []
+        for child in self.engine.record.running_children():
+            step = self.engine.record.steps[child.seq]
+            asked = self._asked.setdefault(child.seq, now)
+            if child.status == "running" and now - asked >= self.kind.resend_after:
+                self._asked[child.seq] = now
+                # A new command id: the first start's outcome is stored, and a repeat of
+                # it would be answered from there without the child seeing it.
+                again = self._call_envelope(step)
+                out.append(
+                    again.model_copy(
+                        update={"command_id": f"{step.command_id}@{int(now.timestamp() * 1e6)}"}
+                    )
+                )
         return out
 
     def _activity_due(self, step: StepInfo, now: datetime) -> list[Envelope]:
@@ -287,19 +314,67 @@ class WorkflowActor:
             "heartbeat": self._on_heartbeat,
             "timer": self._on_timer,
             "due": self._on_due,
+            "child_done": self._on_child_done,
         }
 
     def _on_start(self, env: Envelope, now: datetime) -> Turn:
+        parent, parent_seq = env.args.get("parent"), env.args.get("parent_seq")
+        if not (isinstance(parent, str) and isinstance(parent_seq, int)):
+            parent, parent_seq = None, None
         if self.record.started:
-            return Turn(result=self._started_result())
+            # A parent asking again: if this child has ended, tell it again (its first
+            # notice may have been lost); the answer names the parent, so a parent that
+            # did not start this execution learns that the id was taken.
+            again = parent is not None and self.record.final and parent == self.record.parent
+            return Turn(result=self._started_result(), outbox=self._child_done() if again else [])
         try:
             body = self.kind.definition.encode_input(env.args.get("input"))
         except InvalidWorkflowInputError as exc:
             return Turn(status="invalid", error=str(exc))
         self.engine = Engine(self.kind.definition, self.address)
         self.record = self.engine.record
-        event = Started(at=now, input=body, seed=secrets.randbits(63))
+        event = Started(
+            at=now, input=body, seed=secrets.randbits(63), parent=parent, parent_seq=parent_seq
+        )
         return self._feed(event, now, status="applied")
+
+    def _child_done(self) -> list[Envelope]:
+        """The notice to this child's parent that it has ended."""
+        record = self.record
+        if record.parent is None or record.parent_seq is None or not record.final:
+            return []
+        notice = Envelope(
+            command_id=f"{self.address}#done",
+            address=record.parent,
+            kind="control",
+            name="child_done",
+            args={
+                "seq": record.parent_seq,
+                "child": self.address,
+                "status": record.logical,
+                "result": record.result,
+                "error": record.error,
+            },
+        )
+        return [notice]
+
+    def _on_child_done(self, env: Envelope, now: datetime) -> Turn:
+        engine, seq = self.engine, env.args.get("seq")
+        if engine is None or self.divergence is not None or not isinstance(seq, int):
+            return Turn(status=None)
+        step = engine.record.steps.get(seq)
+        if step is None or step.address != env.args.get("child"):
+            return Turn(status=None)
+        if not engine.accepts_child_result(seq):
+            return Turn(status=None)
+        event = ChildCompleted(
+            at=now,
+            seq=seq,
+            status=str(env.args.get("status")),
+            result=env.args.get("result"),
+            error=env.args.get("error"),
+        )
+        return self._feed(event, now, status=None)
 
     def _on_reply(self, env: Envelope, now: datetime) -> Turn:
         reply, engine = env.reply, self.engine
@@ -426,7 +501,10 @@ class WorkflowActor:
         return None
 
     def _started_result(self) -> JSONDict:
-        return {"workflow_id": self.record.workflow_id, "status": self.record.status}
+        result: JSONDict = {"workflow_id": self.record.workflow_id, "status": self.record.status}
+        if self.record.parent is not None:
+            result["parent"] = self.record.parent
+        return result
 
     # -- recording ----------------------------------------------------------------------
 
@@ -446,6 +524,9 @@ class WorkflowActor:
             if isinstance(decision, TimerCancelled):
                 cancelled.append(f"t{decision.seq}")
                 continue
+            if isinstance(decision, ChildCancelRequested):
+                outbox.append(self._cancel_child(decision))
+                continue
             if not isinstance(decision, CallScheduled):
                 continue
             if decision.not_before is not None and decision.not_before > now:
@@ -456,6 +537,8 @@ class WorkflowActor:
             if step.command_id == decision.command_id and step.status == "pending":
                 outbox.append(self._call_envelope(step))
                 self._sent[step.command_id] = now
+        if engine.final and any(isinstance(d, FINAL_DECISIONS) for d in decisions):
+            outbox += self._child_done()
         result = self._started_result() if isinstance(event, Started) else None
         return Turn(
             events=events,
@@ -479,13 +562,22 @@ class WorkflowActor:
             self.record.apply(event, now)
         self._version += len(events)
 
+    def _cancel_child(self, decision: ChildCancelRequested) -> Envelope:
+        return Envelope(
+            command_id=f"{self.address}#{decision.seq}.cancel",
+            address=decision.address,
+            kind="control",
+            name="cancel",
+            args={"reason": f"its parent {self.address} ended"},
+        )
+
     def _call_envelope(self, step: StepInfo) -> Envelope:
         if is_activity_step(step):
             return task_envelope(self.address, step, correlation(step))
         return Envelope(
             command_id=step.command_id,
             address=step.address,
-            kind="command",
+            kind="control" if step.address.startswith(WORKFLOW_PREFIX) else "command",
             name=step.command,
             args=step.args,
             reply_to=f"{ACTOR_ROUTE}{self.address}",

@@ -31,6 +31,7 @@ from sagas.context import CallHandle, Decoder, Pending, WorkflowContext
 from sagas.definition import AnyWorkflow, split_address
 from sagas.errors import (
     ActivityError,
+    ChildWorkflowError,
     SagasError,
     StepFailed,
     StepRejected,
@@ -41,6 +42,8 @@ from sagas.history import (
     CallCompleted,
     CallScheduled,
     CancelRequested,
+    ChildCancelRequested,
+    ChildCompleted,
     Compensated,
     Compensating,
     CompensationRegistered,
@@ -58,6 +61,8 @@ from sagas.history import (
 )
 from sagas.local_activities import LOCAL_ROUTE, LocalAttempts
 
+ParentClose = Literal["cancel", "abandon"]
+"""What happens to a child still running when its parent's code ends."""
 Phase = Literal["new", "running", "finishing", "compensating", "completed", "compensated", "failed"]
 FINAL_PHASES = ("completed", "compensated", "failed")
 
@@ -105,6 +110,7 @@ class Engine:
         self._signals: dict[str, deque[Any]] = {}
         self._waiters: dict[str, deque[Pending[Any]]] = {}
         self._timers: dict[int, Pending[None]] = {}
+        self._children: dict[int, ParentClose] = {}
         self._signal_guards: dict[str, Callable[[Any], str | None]] = {}
         self.local = LocalAttempts(self)
         self.recorded_patches: frozenset[str] = frozenset()
@@ -148,6 +154,9 @@ class Engine:
         elif isinstance(event, TimerFired):
             self.record.apply(event, event.at)
             self._timer_fired(event)
+        elif isinstance(event, ChildCompleted):
+            self.record.apply(event, event.at)
+            self._child_completed(event)
         elif isinstance(event, CancelRequested):
             self.record.apply(event, event.at)
             self._cancel(event)
@@ -171,6 +180,20 @@ class Engine:
     def _reply(self, event: CallCompleted) -> None:
         step = self.record.steps[event.seq]
         handle = self._handles.get(event.seq)
+        child = self._children.get(event.seq)
+        if child is not None and event.status == "applied":
+            parent = event.result.get("parent") if isinstance(event.result, dict) else None
+            if parent != self.address and handle is not None:  # the id was someone else's
+                handle.fail(
+                    ChildWorkflowError(
+                        step.seq,
+                        step.address,
+                        "taken",
+                        f"{step.address} already exists and was not started by this workflow",
+                    )
+                )
+            self._drive()
+            return
         if event.status == "applied":
             if step.compensation is None and handle is not None:
                 try:
@@ -272,10 +295,54 @@ class Engine:
         self._drive()
 
     def _code_ended(self) -> None:
-        """The code returned, raised or was cancelled: nobody waits for its timers."""
+        """The code returned, raised or was cancelled: nobody waits for its timers, and
+        children still running are cancelled (unless started to be abandoned)."""
         for timer in self.record.pending_timers():
             self._timers.pop(timer.seq, None)
             self._emit(TimerCancelled(seq=timer.seq))
+        for child in self.record.running_children():
+            if self._children.get(child.seq) == "cancel":
+                address = self.record.steps[child.seq].address
+                self._emit(ChildCancelRequested(seq=child.seq, address=address))
+
+    def _child_completed(self, event: ChildCompleted) -> None:
+        handle = self._handles.get(event.seq)
+        if handle is not None:
+            step = self.record.steps[event.seq]
+            if event.status == "completed":
+                try:
+                    handle.resolve(self._decoders[event.seq](event.result))
+                except Exception as exc:
+                    handle.fail(WorkflowError(f"{step.address}: {describe(exc)}"))
+            else:
+                reason = event.error or event.status
+                handle.fail(ChildWorkflowError(step.seq, step.address, event.status, reason))
+        self._drive()
+
+    def next_seq(self) -> int:
+        return self._seq + 1
+
+    def accepts_child_result(self, seq: int) -> bool:
+        child = self.record.children.get(seq)
+        return child is not None and child.status in ("starting", "running")
+
+    def schedule_child(
+        self,
+        address: str,
+        input_json: Any,
+        parent_close: ParentClose,
+        decode: Decoder,
+    ) -> CallHandle[Any]:
+        self._active("start child workflows")
+        if address == self.address:
+            raise WorkflowError(f"{self.address} cannot start itself as its own child")
+        seq = self._seq + 1
+        args: JSONDict = {"input": input_json, "parent": self.address, "parent_seq": seq}
+        self._children[seq] = parent_close
+        self._schedule(address, "start", args, None, decode, None)
+        handle: CallHandle[Any] = CallHandle(seq, address, "start")
+        self._handles[seq] = handle
+        return handle
 
     def _cancel(self, event: CancelRequested) -> None:
         if self.phase not in ("running", "finishing"):

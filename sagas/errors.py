@@ -98,6 +98,16 @@ class ActivityError(StepFailed):
         self.non_retryable = non_retryable
 
 
+class ChildWorkflowError(StepFailed):
+    """A child workflow did not complete: it compensated or failed (``status``), or its
+    id belongs to an execution this parent did not start."""
+
+    def __init__(self, seq: int, address: str, status: str, reason: str) -> None:
+        super().__init__(seq, address, "start", status, reason, 1)
+        self.child = address
+        self.child_status = status
+
+
 class WaitTimedOut(SagasError, TimeoutError):  # noqa: N818 - what a workflow catches
     """A wait with a ``timeout`` (a signal, a condition) was not satisfied in time.
 

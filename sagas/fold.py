@@ -28,6 +28,7 @@ from sagas.history import (
     CallCompleted,
     CallScheduled,
     CancelRequested,
+    ChildCompleted,
     Compensated,
     Compensating,
     CompensationRegistered,
@@ -43,6 +44,7 @@ from sagas.history import (
     TimerStarted,
 )
 
+CHILD_PREFIX = "workflow:"
 ExecutionState = Literal[
     "pending", "running", "compensating", "completed", "compensated", "failed", "parked"
 ]
@@ -95,6 +97,20 @@ class TimerInfo(BaseModel):
     due_at: datetime
     status: TimerStatus = "pending"
     fired_at: datetime | None = None
+
+
+class ChildInfo(BaseModel):
+    """A child workflow this execution started."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int
+    workflow_type: str
+    workflow_id: str
+    status: str = "starting"
+    """``starting`` until the child took its start, ``running``, then its final status."""
+    result: Any = None
+    error: str | None = None
 
 
 class ApprovalInfo(BaseModel):
@@ -161,6 +177,8 @@ class ExecutionStatus(BaseModel):
     compensations_pending: list[str] = []
     timers: list[TimerInfo] = []
     approvals: list[ApprovalInfo] = []
+    children: list[ChildInfo] = []
+    parent: str | None = None
     signals_received: int = 0
     started_at: datetime | None = None
     updated_at: datetime | None = None
@@ -199,6 +217,9 @@ class ExecutionRecord:
         self.compensations: dict[int, CompensationInfo] = {}
         self.timers: dict[int, TimerInfo] = {}
         self.approvals: dict[str, ApprovalInfo] = {}
+        self.children: dict[int, ChildInfo] = {}
+        self.parent: str | None = None
+        self.parent_seq: int | None = None
         self.signals = 0
         self.started_at: datetime | None = None
         self.updated_at: datetime | None = None
@@ -243,6 +264,7 @@ class ExecutionRecord:
 
     def _started(self, event: Started) -> None:
         self.logical, self.input, self.started_at = "running", event.input, event.at
+        self.parent, self.parent_seq = event.parent, event.parent_seq
 
     def _scheduled(self, event: CallScheduled) -> None:
         step = self.steps.get(event.seq)
@@ -271,11 +293,28 @@ class ExecutionRecord:
         comp = self.compensations.get(event.compensation or 0)
         if comp is not None:
             comp.status, comp.attempts = "running", event.attempt
+        if event.address.startswith(CHILD_PREFIX) and event.command == "start":
+            child_type, _, child_id = event.address.removeprefix(CHILD_PREFIX).partition("/")
+            self.children.setdefault(
+                event.seq, ChildInfo(seq=event.seq, workflow_type=child_type, workflow_id=child_id)
+            )
+
+    def _child_completed(self, event: ChildCompleted) -> None:
+        child = self.children.get(event.seq)
+        if child is not None:
+            child.status, child.result, child.error = event.status, event.result, event.error
+
+    def running_children(self) -> list[ChildInfo]:
+        return [c for c in self.children.values() if c.status in ("starting", "running")]
 
     def _completed_call(self, event: CallCompleted) -> None:
         step = self.steps[event.seq]
         step.status = _step_status(event.status)
         step.result, step.error, step.code = event.result, event.error, event.code
+        child = self.children.get(event.seq)
+        if child is not None and child.status == "starting":
+            child.status = "running" if event.status == "applied" else "failed"
+            child.error = event.error
         comp = self.compensations.get(step.compensation or 0)
         if comp is not None:
             if event.status == "applied":
@@ -402,6 +441,8 @@ class ExecutionRecord:
             compensations_pending=self.pending_compensations(),
             timers=[t.model_copy() for t in self.timers.values()],
             approvals=[a.model_copy(deep=True) for a in self.approvals.values()],
+            children=[c.model_copy() for c in self.children.values()],
+            parent=self.parent,
             signals_received=self.signals,
             started_at=self.started_at,
             updated_at=self.updated_at,
@@ -484,6 +525,7 @@ _FOLDS: dict[type[DomainEvent], Callable[[ExecutionRecord, Any], None]] = {
     TimerFired: ExecutionRecord._timer_fired,
     TimerCancelled: ExecutionRecord._timer_cancelled,
     ApprovalStep: ExecutionRecord._approval,
+    ChildCompleted: ExecutionRecord._child_completed,
 }
 
 

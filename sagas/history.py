@@ -53,6 +53,19 @@ class Started(InputEvent):
     event_type = "wf.Started"
     input: Any
     seed: int
+    parent: str | None = None
+    """The address of the workflow that started this one as its child (None: a root)."""
+    parent_seq: int | None = None
+
+
+class ChildCompleted(InputEvent):
+    """A child workflow ended (``completed``, ``compensated`` or ``failed``)."""
+
+    event_type = "wf.ChildCompleted"
+    seq: int
+    status: str
+    result: Any = None
+    error: str | None = None
 
 
 class CallCompleted(InputEvent):
@@ -202,6 +215,20 @@ class Failed(Decision):
 # -- annotations -------------------------------------------------------------------------
 
 
+class ChildCancelRequested(Decision):
+    """The parent's code ended with this child still running, and its policy cancels it."""
+
+    event_type = "wf.ChildCancelRequested"
+    seq: int
+    address: str
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.seq)
+
+    def describe(self) -> str:
+        return f"cancel child #{self.seq} {self.address}"
+
+
 class TimerStarted(Decision):
     """A durable timer set by the code: it fires at ``due_at`` (``label`` says why)."""
 
@@ -311,6 +338,8 @@ HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     SignalReceived,
     CancelRequested,
     TimerFired,
+    ChildCompleted,
+    ChildCancelRequested,
     CallScheduled,
     TimerStarted,
     TimerCancelled,
