@@ -123,6 +123,8 @@ PUBLIC = {
         "ApprovalInfo",
         "ApprovalResult",
         "CallHandle",
+        "ChildInfo",
+        "ChildWorkflowError",
         "CompensationInfo",
         "CompensationScope",
         "CoordinatorStats",
