@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 from actors import Command, EntitySpec, RetryPolicy, UnknownCommandError, check_entity_id
 from actors.retry import DEFAULT_COMPENSATION_RETRY
@@ -21,11 +21,20 @@ from sagas.activities import Activity, ActivityOptions
 from sagas.errors import WaitTimedOut, WorkflowError
 from sagas.signals import Signal
 
-if TYPE_CHECKING:
-    from sagas.definition import Workflow
-
 T = TypeVar("T")
-O = TypeVar("O")  # noqa: E741 - the conventional name of an output type
+O_co = TypeVar("O_co", covariant=True)
+
+
+class ChildWorkflow(Protocol[O_co]):
+    """What ``ctx.child`` takes: a workflow definition (``Workflow[I, O]``)."""
+
+    def address(self, workflow_id: str) -> str: ...
+
+    def encode_input(self, data: Any) -> Any: ...
+
+    def decode_output(self, data: Any) -> O_co: ...
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 Decoder = Callable[[Any], Any]
@@ -311,12 +320,12 @@ class WorkflowContext:
 
     def child(
         self,
-        workflow: Workflow[Any, O],
+        workflow: ChildWorkflow[R],
         input: Any,
         *,
         workflow_id: str | None = None,
         parent_close: Literal["cancel", "abandon"] = "cancel",
-    ) -> CallHandle[O]:
+    ) -> CallHandle[R]:
         """Start a child workflow; await the handle for its result (its output type).
 
         Its id defaults to ``<this id>-<step>`` (deterministic). A child that compensates

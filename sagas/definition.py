@@ -281,8 +281,8 @@ class Workflow(Generic[I, O]):
     def encode_output(self, value: Any) -> Any:
         return self._output.dump_python(value, mode="json")
 
-    def decode_output(self, data: Any) -> Any:
-        return self._output.validate_python(data)
+    def decode_output(self, data: Any) -> O:
+        return typing.cast(O, self._output.validate_python(data))
 
     def signal_named(self, name: str) -> Signal[Any]:
         """A declared signal by name (the HTTP edge and the coordinator)."""
