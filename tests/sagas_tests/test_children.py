@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from pydantic import BaseModel
 
-from sagas import ChildWorkflowError, Workflow, WorkflowContext, WorkflowNotFoundError
+from sagas import Workflow, WorkflowContext, WorkflowNotFoundError
 from tests.sagas_tests.conftest import Shop, ShopFactory
 from tests.sagas_tests.support import LossyMailbox, Vault
 from tests.sagas_tests.test_timers import ManualClock, until
