@@ -385,8 +385,13 @@ class Worker:
         return self._positions[partition].next_read
 
     def _put_back(self, deliveries: list[Delivery]) -> None:
+        """Return a failed batch's co-located messages, but not its timer firings: the
+        timer index reloads those from the store (a copy kept here could fire a timer
+        that was moved or set again since, and clear it)."""
         if self._local is not None:
-            self._local.put_back(deliveries)
+            self._local.put_back(
+                d for d in deliveries if d.envelope is None or d.envelope.timer is None
+            )
 
     def _answer_from_store(self, deliveries: list[Delivery]) -> None:
         """Reply to commands of a lost race whose outcome is stored.
