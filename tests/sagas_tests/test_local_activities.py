@@ -101,6 +101,8 @@ async def test_a_failed_attempt_is_retried_after_a_durable_timer(
 ) -> None:
     shop.workflows.start(numbered, {"key": "l2", "fail_times": 2}, workflow_id="l2")
     await until(lambda: CALLS.get("l2") == 1, "the first attempt")
+    # The attempt runs while its batch is processed; its retry timer exists once it commits.
+    await until(lambda: bool(shop.host.store.timers("workflow:Numbered/l2")), "the retry timer")
     [row] = shop.host.store.timers("workflow:Numbered/l2")
     assert row.due_at == clock.now + timedelta(seconds=5)
     clock.advance(timedelta(seconds=5))
