@@ -177,6 +177,7 @@ async def test_a_worker_that_runs_no_activities_leaves_tasks_to_others(store_url
     with domain.host(store_url, mailbox=mailbox, tick_interval=0.02, run_activities=False) as h:
         assert h.activities is None
         wid = h.workflows.start(greet, {"name": "Grace"})
+        await h.workflows.wait(greet, wid, until={"running"})  # its start is processed
         await asyncio.sleep(0.5)
         assert h.workflows.status(greet, wid).status == "running"
         assert [e.name for e in mailbox.task_log()] == ["async_greeting"]
