@@ -114,7 +114,6 @@ class TimerIndex:
         self._loaded_until: datetime | None = None
         self._cursor: tuple[datetime, str] | None = None
         """Where the next page starts when the last read filled a page."""
-        self.fired = 0
 
     def __len__(self) -> int:
         return len(self._current)
@@ -215,7 +214,6 @@ class TimerIndex:
                 waiting.append((due, tid))
         for item in waiting:
             heapq.heappush(self._heap, item)
-        self.fired += len(taken)
         return taken
 
     def seconds_to_next(self) -> float | None:

@@ -75,7 +75,6 @@ class WorkflowEnvironment:
         """The entity client (``await env.client.update(Account.deposit, ...)`` works too
         through :meth:`call`, which steps the worker while it waits)."""
         self.workflows = self.host.workflows
-        self.fired = 0
 
     # -- life cycle ------------------------------------------------------------------------
 
