@@ -7,7 +7,9 @@ order. ``kind`` says what it is: a ``command`` to an entity, a workflow ``signal
 that made a call. ``reply_to`` is an opaque route the mailbox understands (a reply topic
 of an API node, an in-process channel, or another actor's address ``actor:<address>``);
 a command without one is a signal (fire and forget), with one an update. The reply is
-the command's :class:`~eventstore.Outcome`.
+the command's :class:`~eventstore.Outcome`. ``traceparent`` is the W3C trace context of
+the work that sent it (taken from the current span when the envelope is built), so the
+work it causes joins the same trace wherever it runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from eventstore import Outcome
+from eventstore.tracing import traceparent as current_traceparent
 
 EnvelopeKind = Literal["command", "signal", "reply", "control"]
 ACTOR_ROUTE = "actor:"
@@ -50,6 +53,8 @@ class Envelope(BaseModel):
     timer: str | None = None
     """The id of the durable timer this message fires (set by the timer index)."""
     sent_at: datetime = Field(default_factory=_now)
+    traceparent: str | None = Field(default_factory=current_traceparent, max_length=256)
+    """The W3C trace context of the span that sent it (None when tracing is off)."""
 
     @property
     def actor_type(self) -> str:
@@ -95,4 +100,5 @@ def prevalidated(
         correlation=None,
         reply=None,
         sent_at=datetime.now(UTC),
+        traceparent=current_traceparent(),
     )

@@ -36,6 +36,7 @@ from eventstore import (
     Store,
     TimerRow,
     UnknownEventTypeError,
+    tracing,
 )
 
 log = logging.getLogger("entityflow.runtime")
@@ -267,9 +268,38 @@ class Runtime:
             if d.envelope is None:
                 batch.dead_letters.append((d, d.error or "undecodable message"))
                 continue
-            self._handle(d, d.envelope, batch, known, in_batch)
+            self._traced(d, d.envelope, batch, known, in_batch)
         batch.settle_timers()
         return batch
+
+    def _traced(
+        self,
+        d: Delivery,
+        env: Envelope,
+        batch: BatchResult,
+        known: dict[str, Outcome[Any]],
+        in_batch: dict[str, Outcome[Any]],
+    ) -> None:
+        """Handle one message in a span that continues the trace it came with."""
+        if not tracing.enabled():
+            self._handle(d, env, batch, known, in_batch)
+            return
+        attributes: tracing.Attributes = {
+            "entityflow.address": env.address,
+            "entityflow.message.kind": env.kind,
+            "entityflow.message.name": env.name,
+            "entityflow.command_id": env.command_id,
+            "entityflow.timer": env.timer,
+        }
+        name = f"{env.kind} {env.actor_type}.{env.name}"
+        parent = env.traceparent
+        with tracing.span(name, parent=parent, kind="consumer", attributes=attributes) as sp:
+            self._handle(d, env, batch, known, in_batch)
+            outcome = in_batch.get(env.command_id) if env.kind != "reply" else None
+            if outcome is not None:
+                sp.set("entityflow.outcome", outcome.status)
+                if outcome.status != "applied":
+                    sp.fail(outcome.error or outcome.status)
 
     def _handle(
         self,
@@ -348,6 +378,7 @@ class Runtime:
                     event=event,
                     timestamp=now,
                     command_id=env.command_id,
+                    traceparent=tracing.traceparent(),
                 )
             )
         batch.outbox.extend(turn.outbox)

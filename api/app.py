@@ -39,6 +39,7 @@ from api.metrics import MetricsMiddleware
 from api.openapi.schemas import argument_schemas
 from api.routes.commands import command_table
 from api.settings import Settings
+from api.tracing import TracingMiddleware
 from api.wiring import kafka_settings, open_mailbox
 from eventstore import Store
 from eventstore.kafka.io import Admin
@@ -162,6 +163,8 @@ def create_app(source: AppParts | Settings, domain: Domain | None = None) -> Fas
     # Inner to the metrics middleware, so fast-path requests are timed and counted too.
     app.add_middleware(CommandFastPath, gateway=ctx.gateway, table=command_table(catalog))
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    # Outermost: the request's span is open while it is timed, routed and answered.
+    app.add_middleware(TracingMiddleware)
     installers = _installers(ctx)
     for install in installers:
         install(app, ctx)

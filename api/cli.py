@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -39,6 +40,7 @@ from eventstore import EventRegistry, EventStoreError
 from eventstore.kafka import ApacheKafka, local_broker
 from eventstore.stream.relay import Relay, StreamTopics
 from eventstore.stream.tail import StreamFilter, TailOptions, tail
+from eventstore.tracing import configure_tracing
 from sagas import ActivityWorker
 from sagas.replay_check import check_histories, export_histories, file_histories, stored_histories
 
@@ -422,10 +424,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_TRACED_COMMANDS = frozenset({"worker", "serve", "dev", "relay"})
+"""The processes that do traced work (the OTEL_* variables configure their export)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in _TRACED_COMMANDS and configure_tracing(f"entityflow-{args.command}"):
+            exporter = os.environ.get("OTEL_TRACES_EXPORTER")
+            print(f"entityflow {args.command}: tracing on (exporter {exporter})", flush=True)
         code: int = args.func(args)
     except (DomainLoadError, EventStoreError, ValueError) as exc:
         print(f"entityflow {args.command}: {exc}", file=sys.stderr)

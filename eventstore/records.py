@@ -36,6 +36,8 @@ class RecordedEvent:
     timestamp: datetime = field(default_factory=utcnow)
     command_id: str | None = None
     position: int | None = None
+    traceparent: str | None = None
+    """The W3C trace context of the work that recorded it (published with the event)."""
 
     @property
     def stream_id(self) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from actors import Delivery, Envelope, Mailbox
 from actors.envelopes import reply_envelope
-from eventstore import Outcome, Store
+from eventstore import Outcome, Store, tracing
 from sagas.activities import (
     Activity,
     ActivityCancelledError,
@@ -201,6 +201,24 @@ class ActivityWorker:
             heartbeat_details=task.heartbeat_details,
             heartbeat_timeout=task.heartbeat_timeout,
         )
+        attributes: tracing.Attributes = {
+            "entityflow.workflow": task.workflow,
+            "entityflow.step.seq": task.seq,
+            "entityflow.step.attempt": task.attempt,
+            "entityflow.command_id": env.command_id,
+        }
+        with tracing.span(
+            f"activity {act.name}", parent=env.traceparent, kind="consumer", attributes=attributes
+        ) as traced:
+            outcome = self._attempt(env, task, act, info)
+            traced.set("entityflow.outcome", outcome)
+            if outcome != "applied":
+                traced.fail(outcome)
+
+    def _attempt(
+        self, env: Envelope, task: ActivityTask, act: Activity[Any, Any], info: ActivityInfo
+    ) -> str:
+        """Run one attempt and answer it; returns how it ended (applied, rejected)."""
         attempt = _Attempt(info, report=lambda details: None)
         attempt.report = lambda details: self._heartbeat(task, attempt, details)
         self.stats.started += 1
@@ -210,25 +228,26 @@ class ActivityWorker:
         except ActivityCancelledError as exc:
             self.stats.failed += 1
             self._answer(env, task, "rejected", None, str(exc), f"{NON_RETRYABLE}{CANCELLED}")
-            return
+            return "rejected"
         except ApplicationError as exc:
             self._send_held_details(task, attempt)
             self.stats.failed += 1
             code = f"{NON_RETRYABLE}{exc.type}" if exc.non_retryable else exc.type
             self._answer(env, task, "rejected", None, f"{exc.type}: {exc}", code)
-            return
+            return "rejected"
         except Exception as exc:
             self._send_held_details(task, attempt)
             self.stats.failed += 1
             name = type(exc).__name__
             last = traceback.format_exception_only(exc)[-1].strip()
             self._answer(env, task, "rejected", None, last, name)
-            return
+            return "rejected"
         self.stats.succeeded += 1
         log.debug(
             "%s attempt %d took %.3fs", env.command_id, task.attempt, time.monotonic() - started
         )
         self._answer(env, task, "applied", result, None, None)
+        return "applied"
 
     def _heartbeat(self, task: ActivityTask, attempt: _Attempt, details: Any) -> None:
         self.stats.heartbeats += 1

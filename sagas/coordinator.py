@@ -32,7 +32,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from actors import Envelope, TimerRequest, Turn
-from eventstore import DomainEvent, EventRegistry, ExecutionRow, JSONDict, LoadedStream, Store
+from eventstore import (
+    DomainEvent,
+    EventRegistry,
+    ExecutionRow,
+    JSONDict,
+    LoadedStream,
+    Store,
+    tracing,
+)
 from sagas.activity_tasks import is_activity_step, overrun, task_envelope, timeout_reply
 from sagas.definition import WORKFLOW_PREFIX, AnyWorkflow, split_address
 from sagas.engine import Engine, correlation, describe
@@ -572,6 +580,19 @@ class WorkflowActor:
         )
 
     def _call_envelope(self, step: StepInfo) -> Envelope:
+        """The message of one step's attempt, built inside the step's span so the work it
+        causes (the entity's command, the activity's attempt) is traced as its child."""
+        attributes: tracing.Attributes = {
+            "entityflow.workflow": self.address,
+            "entityflow.step.seq": step.seq,
+            "entityflow.step.attempt": step.attempts,
+            "entityflow.step.target": step.address,
+            "entityflow.step.compensation": step.compensation is not None,
+        }
+        with tracing.span(f"step {step.command}", kind="producer", attributes=attributes):
+            return self._step_message(step)
+
+    def _step_message(self, step: StepInfo) -> Envelope:
         if is_activity_step(step):
             return task_envelope(self.address, step, correlation(step))
         return Envelope(

@@ -2,10 +2,10 @@
 
 Every message to one actor carries its address as the record key, so Kafka's default
 partitioner puts it in one partition: one owner, total order. Values are the envelope's
-JSON; headers carry its kind, command id and reply route for tools that do not parse
-JSON. Updates are answered on a per-process reply topic, and, where the caller can be
-reached, by a UDP datagram too (``reply_datagrams``); poison goes to a dead-letter
-topic with its error. Tracked positions are named after the commands topic's id, so a
+JSON; headers carry its kind, command id, reply route and W3C ``traceparent`` for tools
+that do not parse JSON. Updates are answered on a per-process reply topic, and, where
+the caller can be reached, by a UDP datagram too (``reply_datagrams``); poison goes to
+a dead-letter topic with its error. Tracked positions are named after the commands topic's id, so a
 broker that lost the topic (the embedded one keeps nothing) is recognised as a new log
 rather than silently skipped.
 """
@@ -183,6 +183,8 @@ class KafkaMailbox:
         headers = {"ef-kind": envelope.kind.encode(), "ef-command-id": envelope.command_id.encode()}
         if envelope.reply_to:
             headers["ef-reply-to"] = envelope.reply_to.encode()
+        if envelope.traceparent:
+            headers["traceparent"] = envelope.traceparent.encode()
         task = is_activity_task(envelope)
         return _chain(
             self._producer.send(

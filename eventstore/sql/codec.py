@@ -44,14 +44,14 @@ class EventCodec(Mapper[str]):
 
     def encode_event(self, recorded: RecordedEvent) -> StoredEvent:
         event = recorded.event
-        meta = json.dumps(
-            {
-                "v": event.schema_version,
-                "t": recorded.timestamp.isoformat(),
-                "c": recorded.command_id,
-            },
-            separators=(",", ":"),
-        ).encode()
+        fields: dict[str, Any] = {
+            "v": event.schema_version,
+            "t": recorded.timestamp.isoformat(),
+            "c": recorded.command_id,
+        }
+        if recorded.traceparent is not None:
+            fields["p"] = recorded.traceparent
+        meta = json.dumps(fields, separators=(",", ":")).encode()
         data = event.__pydantic_serializer__.to_json(event)
         return StoredEvent(
             originator_id=recorded.originator_id,
@@ -67,6 +67,7 @@ class EventCodec(Mapper[str]):
             schema_version = int(meta["v"])
             timestamp = datetime.fromisoformat(meta["t"])
             command_id = meta.get("c")
+            trace_context = meta.get("p")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise EventDecodeError(
                 f"stored event {stored.originator_id}@{stored.originator_version} is not "
@@ -79,6 +80,7 @@ class EventCodec(Mapper[str]):
             timestamp=timestamp,
             command_id=command_id,
             position=position,
+            traceparent=trace_context,
         )
 
     def encode_snapshot(self, snapshot: Snapshot) -> StoredEvent:

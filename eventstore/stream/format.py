@@ -7,7 +7,8 @@
   ``data``, the event's fields at its current schema version;
 - **headers**: ``ef-event-type``, ``ef-schema-version``, ``ef-entity-version``,
   ``ef-notification-id``, ``ef-timestamp`` (ISO 8601), for consumers that route without
-  parsing JSON.
+  parsing JSON; and ``traceparent`` (W3C) when the event was recorded inside a trace, so a
+  consumer can continue it.
 
 :func:`encode_entry` builds a record from a row of the notification log;
 :func:`decode_stream_record` reads one back; :func:`format_line` renders it for a person.
@@ -35,6 +36,7 @@ HEADER_SCHEMA_VERSION = "ef-schema-version"
 HEADER_ENTITY_VERSION = "ef-entity-version"
 HEADER_NOTIFICATION_ID = "ef-notification-id"
 HEADER_TIMESTAMP = "ef-timestamp"
+HEADER_TRACEPARENT = "traceparent"
 HEADERS = (
     HEADER_EVENT_TYPE,
     HEADER_SCHEMA_VERSION,
@@ -156,6 +158,9 @@ def encode_entry(store: Store, n: LogEntry) -> OutgoingRecord:
         HEADER_NOTIFICATION_ID: str(n.position).encode(),
         HEADER_TIMESTAMP: timestamp.encode(),
     }
+    trace_context = meta.get("p")
+    if isinstance(trace_context, str):
+        headers[HEADER_TRACEPARENT] = trace_context.encode()
     return OutgoingRecord(
         n.position,
         address.encode(),

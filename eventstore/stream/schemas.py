@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from eventstore.errors import RegistryError
 from eventstore.events import DomainEvent, JSONDict
-from eventstore.stream.format import HEADERS, StreamEvent
+from eventstore.stream.format import HEADER_TRACEPARENT, HEADERS, StreamEvent
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -77,11 +77,13 @@ def headers_schema() -> JSONDict:
         "ef-notification-id": "the event's position in the store's log (decimal integer)",
         "ef-timestamp": "when the event was recorded (ISO 8601)",
     }
-    return {
-        "type": "object",
-        "properties": {h: {"type": "string", "description": descriptions[h]} for h in HEADERS},
-        "required": list(HEADERS),
+    properties: JSONDict = {h: {"type": "string", "description": descriptions[h]} for h in HEADERS}
+    properties[HEADER_TRACEPARENT] = {
+        "type": "string",
+        "description": "the W3C trace context of the work that recorded the event (only "
+        "when it was traced)",
     }
+    return {"type": "object", "properties": properties, "required": list(HEADERS)}
 
 
 def hoisted(

@@ -1,0 +1,154 @@
+"""Spans and the W3C trace context carried by messages.
+
+A span is opened around each piece of work a message causes (an HTTP request, a command
+applied by an entity, a workflow turn, a step sent, an activity attempt). Its parent is
+the ``traceparent`` the message carried, so the work of one request shows as one trace
+across the API process, the broker and every worker. Spans are the only OpenTelemetry
+objects the rest of entityflow touches, through :class:`Traced`, so the SDK's types stay
+here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Literal
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = [
+    "Attributes",
+    "SpanKind",
+    "Traced",
+    "current_trace_id",
+    "enabled",
+    "span",
+    "traceparent",
+    "use_tracer_provider",
+]
+
+SpanKind = Literal["internal", "server", "client", "producer", "consumer"]
+AttributeValue = str | int | float | bool
+Attributes = dict[str, AttributeValue | None]
+"""A span's attributes; a None value is left out."""
+_KINDS: dict[SpanKind, trace.SpanKind] = {
+    "internal": trace.SpanKind.INTERNAL,
+    "server": trace.SpanKind.SERVER,
+    "client": trace.SpanKind.CLIENT,
+    "producer": trace.SpanKind.PRODUCER,
+    "consumer": trace.SpanKind.CONSUMER,
+}
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class _Current:
+    """The process's tracer (None: tracing is off)."""
+
+    tracer: Tracer | None = None
+
+
+_current = _Current()
+
+
+class Traced:
+    """The span of one piece of work: attributes and the outcome are set as they become
+    known (an entity's outcome is known only after its handler ran)."""
+
+    __slots__ = ("_span",)
+
+    def __init__(self, span: trace.Span | None) -> None:
+        self._span = span
+
+    def set(self, key: str, value: AttributeValue | None) -> None:
+        if self._span is not None and value is not None:
+            self._span.set_attribute(key, value)
+
+    def rename(self, name: str) -> None:
+        """A better name found while working (an HTTP request's route template)."""
+        if self._span is not None:
+            self._span.update_name(name)
+
+    def trace_context(self) -> str | None:
+        """This span as a W3C ``traceparent`` value (for a response header)."""
+        if self._span is None:
+            return None
+        context = self._span.get_span_context()
+        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+    def fail(self, error: str) -> None:
+        """The work ended in an error the code handled (a rejected command, a failed
+        attempt): the span is marked as failed without an exception."""
+        if self._span is not None:
+            self._span.set_status(Status(StatusCode.ERROR, error[:500]))
+
+
+_OFF = Traced(None)
+
+
+def use_tracer_provider(provider: TracerProvider | None) -> None:
+    """Trace through ``provider`` from now on (None: stop tracing).
+
+    entityflow keeps its own reference instead of OpenTelemetry's global provider, which
+    can be set only once per process: tests and embedded uses can switch it.
+    """
+    _current.tracer = provider.get_tracer("entityflow") if provider is not None else None
+
+
+def enabled() -> bool:
+    return _current.tracer is not None
+
+
+def span(
+    name: str,
+    *,
+    parent: str | None = None,
+    kind: SpanKind = "internal",
+    attributes: Mapping[str, AttributeValue | None] | None = None,
+) -> AbstractContextManager[Traced]:
+    """A span named ``name``, the current one while the block runs.
+
+    ``parent`` is a W3C ``traceparent`` that came with a message; without one the span
+    continues the current context (or starts a trace). An exception that escapes the
+    block is recorded on the span, which is marked failed, and re-raised.
+    """
+    tracer = _current.tracer
+    if tracer is None:
+        return nullcontext(_OFF)
+    return _open(tracer, name, parent, kind, attributes)
+
+
+@contextmanager
+def _open(
+    tracer: Tracer,
+    name: str,
+    parent: str | None,
+    kind: SpanKind,
+    attributes: Mapping[str, AttributeValue | None] | None,
+) -> Iterator[Traced]:
+    context: Context | None = None
+    if parent is not None:
+        context = _PROPAGATOR.extract({"traceparent": parent})
+    clean = {k: v for k, v in (attributes or {}).items() if v is not None}
+    with tracer.start_as_current_span(
+        name, context=context, kind=_KINDS[kind], attributes=clean
+    ) as current:
+        yield Traced(current)
+
+
+def traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, to send with the next message (None
+    when tracing is off or no span is open)."""
+    if _current.tracer is None:
+        return None
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def current_trace_id() -> str | None:
+    """The current trace's id as 32 hex digits (for logs and error bodies), if any."""
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None
