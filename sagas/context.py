@@ -415,25 +415,44 @@ class WorkflowContext:
         race.on_abandon(lambda: _abandon_all(steps))
         return race
 
-    def gather(self, *steps: Pending[Any]) -> Pending[list[Any]]:
-        """Wait for several calls or signals; their results in order, or the first failure.
+    def gather(
+        self, *steps: Pending[Any], fail_fast: bool = False, return_exceptions: bool = False
+    ) -> Pending[list[Any]]:
+        """Wait for several steps (calls, activities, children, signals, timers); their
+        results in order.
 
-        All of them are waited for before a failure is raised, so none is left in flight.
+        On a failure, by default every step is still waited for and then the first
+        failure is raised, so none is left in flight. ``fail_fast=True`` raises the first
+        failure at once and abandons the rest (timers are cancelled, signal waits
+        withdrawn; a call, activity or child already sent still runs, and compensation
+        waits for its answer). ``return_exceptions=True`` never raises: the list holds
+        each step's result or its exception, for partial failures the code sorts out.
         """
         _check_steps("ctx.gather", steps)
+        if fail_fast and return_exceptions:
+            raise WorkflowError(
+                "ctx.gather: fail_fast raises at the first failure and return_exceptions "
+                "never raises; choose one"
+            )
         gathered: Pending[list[Any]] = Pending(f"gather of {len(steps)}")
         gathered.on_abandon(lambda: _abandon_all(steps))
 
-        def check(_: Pending[Any]) -> None:
-            if gathered.done or not all(s.done for s in steps):
+        def check(step: Pending[Any]) -> None:
+            if gathered.done:
                 return
-            for s in steps:
-                if s.failed:
-                    try:
-                        s.outcome()
-                    except BaseException as exc:
-                        gathered.fail(exc)
-                        return
+            if fail_fast and step.failed:
+                gathered.fail(_error_of(step))
+                _abandon_all(steps)
+                return
+            if not all(s.done for s in steps):
+                return
+            if return_exceptions:
+                gathered.resolve([_error_of(s) if s.failed else s.outcome() for s in steps])
+                return
+            failed = next((s for s in steps if s.failed), None)
+            if failed is not None:
+                gathered.fail(_error_of(failed))
+                return
             gathered.resolve([s.outcome() for s in steps])
 
         if not steps:
@@ -441,6 +460,14 @@ class WorkflowContext:
         for s in steps:
             s.on_done(check)
         return gathered
+
+
+def _error_of(step: Pending[Any]) -> BaseException:
+    try:
+        step.outcome()
+    except BaseException as exc:
+        return exc
+    raise AssertionError(f"{step!r} did not fail")  # pragma: no cover
 
 
 def _change_id(change_id: str) -> str:
