@@ -370,6 +370,7 @@ class Runtime:
         now: datetime,
     ) -> None:
         commit = batch.commit
+        trace_context = tracing.traceparent() if turn.events else None
         for i, event in enumerate(turn.events, start=1):
             commit.events.append(
                 RecordedEvent(
@@ -378,7 +379,7 @@ class Runtime:
                     event=event,
                     timestamp=now,
                     command_id=env.command_id,
-                    traceparent=tracing.traceparent(),
+                    traceparent=trace_context,
                 )
             )
         batch.outbox.extend(turn.outbox)

@@ -26,6 +26,7 @@ from bench import (
     stream,
     sustained,
     timers,
+    tracing,
 )
 from bench.options import Options
 from bench.stores import DEFAULT_PG, postgres_reachable
@@ -63,6 +64,9 @@ SECTIONS: dict[str, Section] = {
         timers.run,
         "durable timers: lateness under W1, cost of 100,000 pending (Kafka)",
         default=False,
+    ),
+    "tracing": Section(
+        tracing.run, "what tracing costs: in-process W1 updates, off and on", default=False
     ),
     "peers": Section(
         peers.run, "entityflow beside Restate on the shared W1-W3 driver", default=False

@@ -73,10 +73,7 @@ class Traced:
 
     def trace_context(self) -> str | None:
         """This span as a W3C ``traceparent`` value (for a response header)."""
-        if self._span is None:
-            return None
-        context = self._span.get_span_context()
-        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+        return None if self._span is None else _format(self._span.get_span_context())
 
     def fail(self, error: str) -> None:
         """The work ended in an error the code handled (a rejected command, a failed
@@ -143,9 +140,15 @@ def traceparent() -> str | None:
     when tracing is off or no span is open)."""
     if _current.tracer is None:
         return None
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier)
-    return carrier.get("traceparent")
+    return _format(trace.get_current_span().get_span_context())
+
+
+def _format(context: trace.SpanContext) -> str | None:
+    # What the W3C propagator's inject writes, without its carrier and setter machinery
+    # (it runs for every message a traced turn sends).
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
 
 def current_trace_id() -> str | None:
