@@ -25,10 +25,12 @@ from fastapi.openapi.utils import get_openapi
 
 import actors
 import api.routes.approvals as approval_routes
+import api.routes.catalog as catalog_routes
 import api.routes.commands as command_routes
 import api.routes.entities as entity_routes
 import api.routes.schemas as schema_routes
 import api.routes.system as system_routes
+import api.routes.timeline as timeline_routes
 import api.routes.workflows as workflow_routes
 from actors import Mailbox
 from actors.mailbox.kafka import KafkaTopics
@@ -116,8 +118,10 @@ def _installers(ctx: ApiContext) -> list[Installer]:
         schema_routes.install,
         lambda app, c: command_routes.install(app, c, components),
         lambda app, c: entity_routes.install(app, c, components),
+        timeline_routes.install,
         workflow_routes.install,
         approval_routes.install,
+        catalog_routes.install,
     ]
 
 
