@@ -48,6 +48,12 @@ def test_the_wheel_installs_the_four_packages_only(tmp_path: Path) -> None:
         "sagas",
     }
     assert any(n.endswith("LICENSE") for n in zipfile.ZipFile(wheel).namelist())
+    # the web console's static files ship in the package, every one of them
+    console = ROOT / "api" / "console"
+    assets = {f"api/console/{p.relative_to(console).as_posix()}" for p in console.rglob("*.*")}
+    assert {"api/console/index.html", "api/console/assets/js/app.js"} <= assets
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("api/console/")}
+    assert shipped == assets
 
 
 def test_the_domain_module_is_found_in_the_directory_the_processes_run_from(
