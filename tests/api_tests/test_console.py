@@ -374,3 +374,68 @@ def _quote(value: str) -> str:
 def _escaped(value: str) -> str:
     table = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "`": "&#96;"}
     return "".join(table.get(c, c) for c in value)
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_the_console_app_routes_its_pages_and_decides_an_approval(stack: Stack) -> None:
+    """app.js itself under node (a stub DOM): each hash route renders its page from the
+    server, and the approve button's handler sends the decision and re-renders."""
+    account = stack.new_id("acct")
+    _ok(stack.http.post(f"/entities/Account/{account}/updates/open", json={"owner": "Ada"}))
+    _ok(stack.http.post(f"/entities/Account/{account}/updates/deposit", json={"amount": "1"}))
+    body = {"input": {"account_id": account, "amount": "5.00"}}
+    refund = _ok(stack.http.post("/workflows/Refund", json=body), 202)["workflow_id"]
+    deadline = time.monotonic() + 20
+    while not any(
+        a["workflow_id"] == refund for a in _ok(stack.http.get("/approvals"))["approvals"]
+    ):
+        assert time.monotonic() < deadline, "the refund never asked for its approval"
+        time.sleep(0.02)
+    order = _compensated_order(stack)
+    job = {
+        "hashes": {
+            "workflows": "#/workflows?type=Order&status=compensated",
+            "timeline": f"#/workflows/Order/{order}",
+            "entity": f"#/entities/Account/{account}",
+            "version": f"#/entities/Account/{account}?version=1",
+            "approvals": "#/approvals",
+            "deadletters": "#/deadletters",
+            "unknown": "#/nowhere",
+            "missing": "#/entities/Account/no-such-account",
+        },
+        "decide": {"type": "Refund", "id": refund, "signal": "manager"},
+    }
+    done = subprocess.run(
+        [
+            str(NODE),
+            str(Path(__file__).with_name("console_app.mjs")),
+            ASSETS.as_uri() + "/",
+            stack.url,
+            json.dumps(job),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    pages, calls = out["pages"], out["calls"]
+    assert "<h2>Workflows</h2>" in pages["start"]  # the default page
+    assert "GET /catalog" in calls and calls.count("GET /catalog") == 1  # read once
+    assert "GET /workflows?type=Order&status=compensated&limit=50" in calls
+    assert order in pages["workflows"]
+    assert "compensated" in pages["timeline"] and "deposit" in pages["timeline"]
+    assert f"GET /workflows/Order/{order}/timeline" in calls
+    assert "version 2 of 2" in pages["entity"] and "version 1 of 2" in pages["version"]
+    assert refund in pages["approvals"] and "Approve" in pages["approvals"]
+    assert "not available on this server" in pages["deadletters"]
+    assert "no page nowhere" in pages["unknown"]
+    assert 'class="error"' in pages["missing"] and "HTTP 404" in pages["missing"]
+    assert f"POST /workflows/Refund/{refund}/signals/manager" in calls
+    assert "decideError" not in pages
+    assert refund not in pages["afterDecide"]  # decided: no longer pending
+    status = _ok(stack.http.get(f"/workflows/Refund/{refund}", params={"wait": "20"}))
+    assert status["status"] == "completed", status
+    assert status["approvals"][0]["decided_by"] == "manager"
+    assert status["approvals"][0]["comment"] == "fine <b>by</b> me"
