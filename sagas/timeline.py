@@ -311,6 +311,7 @@ class _Builder:
             entry.status, entry.detail["retry_at"] = "pending", e.retry_at.isoformat()
             self.touch(entry)
         else:
+            entry.detail.pop("retry_at", None)
             self.close(entry, e.status)
 
     def timer_started(self, e: TimerStarted) -> None:

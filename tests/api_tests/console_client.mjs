@@ -52,10 +52,16 @@ const hostileLetter = {
   at: "2030-01-01T00:00:00Z",
   redriven_at: null,
 };
-const fake = createApi(
-  async () => new Response(JSON.stringify({ dead_letters: [hostileLetter], next_after: null })),
-);
-out.fakeDeadLetters = String(views.deadLettersView(await fake.deadLetters()));
+// A server with the dead-letter routes (their contract), faked: the list, then a re-drive.
+out.fakeCalls = [];
+const fake = createApi(async (url, init) => {
+  out.fakeCalls.push(`${(init && init.method) || "GET"} ${url}`);
+  if (url.endsWith("/redrive")) return new Response(null, { status: 202 });
+  return new Response(JSON.stringify({ dead_letters: [hostileLetter], next_after: "n<2>" }));
+});
+const fakePage = await fake.deadLetters();
+out.fakeDeadLetters = String(views.deadLettersView(fakePage));
+out.redriven = await fake.redrive(hostileLetter.id);
 
 try {
   await api.timeline(job.workflowType, `${job.workflowId}-missing`);

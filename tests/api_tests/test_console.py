@@ -358,6 +358,13 @@ def test_the_console_modules_render_what_the_api_answers_and_escape_it(stack: St
     assert shown in "".join(entity_page.text)  # shown as text, not markup
     assert entity in "".join(entity_page.text)
     assert "&lt;script&gt;" in out["entity"] and "<script" not in out["entity"]
+    assert out["fakeCalls"] == [
+        "GET /deadletters?limit=50",
+        f"POST /deadletters/{_quote(HOSTILE)}/redrive",
+    ]
+    assert out["redriven"] is None  # 202, no body
+    assert "Re-drive" in out["fakeDeadLetters"]
+    assert "after=n%3C2%3E" in out["fakeDeadLetters"]  # the next page, encoded
     assert entity in "".join(parse(out["fakeDeadLetters"]).text)
     assert HOSTILE in "".join(parse(out["fakeDeadLetters"]).text)
     assert f'value="{_escaped(entity)}"' in out["picker"]

@@ -90,7 +90,47 @@ async def run_refund(ctx: WorkflowContext, r: RefundInput) -> str:
     return "approved" if decision.approved else "rejected"
 
 
-DOMAIN = Domain(ENTITIES, [trip, refund], activities=[book_hotel])
+@activity
+def stamp(key: str) -> int:
+    """A local activity: jammed on its first attempt."""
+    if activity_info().attempt == 1:
+        raise ConnectionError("the stamp machine is jammed")
+    return 7
+
+
+class LabelInput(BaseModel):
+    minutes: int
+
+
+label = Workflow("Label", input=LabelInput, output=str)
+
+
+@label.run
+async def run_label(ctx: WorkflowContext, i: LabelInput) -> str:
+    await ctx.sleep(timedelta(minutes=i.minutes))
+    return f"label {ctx.workflow_id}"
+
+
+class ParcelInput(BaseModel):
+    account: str
+
+
+parcel = Workflow("Parcel", input=ParcelInput, output=str)
+
+
+@parcel.run
+async def run_parcel(ctx: WorkflowContext, p: ParcelInput) -> str:
+    if ctx.patched("labels"):
+        ctx.memo["labels"] = True
+    stamped = stamp.options(retry=RetryPolicy(attempts=3, initial_interval=3.0))
+    await ctx.run_local(stamped, "k")
+    await ctx.child(label, LabelInput(minutes=10))
+    hopeless = Account.withdraw.options(retry=RetryPolicy(attempts=2, initial_interval=1.0))
+    ctx.add_compensation(hopeless, p.account, amount=Decimal("1000"))
+    raise RuntimeError("the truck is full")
+
+
+DOMAIN = Domain(ENTITIES, [trip, refund, parcel, label], activities=[book_hotel, stamp])
 
 
 def entry(timeline: Timeline, ident: str) -> TimelineEntry:
@@ -243,6 +283,54 @@ async def test_an_approval_with_its_ladder_and_decision() -> None:
     assert [t.status for t in timers][-1] == "cancelled"  # the give-up rung never came
     assert timeline.status == "completed"
     assert timeline.result == "rejected"
+
+
+async def test_a_patch_a_local_activity_a_child_and_a_compensation_that_fails() -> None:
+    async with WorkflowEnvironment(DOMAIN) as env:
+        await env.call(env.client.update(Account.open, "acct-3", owner="Ada"))
+        wid = await env.start(parcel, ParcelInput(account="acct-3"))
+        status = await env.result(parcel, wid)
+        assert status.status == "failed"
+        timeline = build_timeline(env.history(parcel, wid))
+    assert [e.id for e in timeline.entries] == [
+        "started",
+        "patch-labels",
+        "local_activity-1",
+        "timer-2",
+        "child-3",
+        "compensating",
+        "compensation-4",
+        "failed",
+    ]
+    local = entry(timeline, "local_activity-1")
+    assert (local.name, local.status, local.duration_seconds) == ("stamp", "applied", 3.0)
+    assert [(a.attempt, a.status, a.code) for a in local.attempts] == [
+        (1, "failed", "ConnectionError"),
+        (2, "applied", None),
+    ]
+    assert local.attempts[0].error == "ConnectionError: the stamp machine is jammed"
+    assert local.detail == {"result": 7}
+    wait = entry(timeline, "timer-2")
+    assert (wait.name, wait.status, wait.end) == (
+        "retry of local activity stamp",
+        "fired",
+        local.attempts[1].started_at,
+    )
+    child = entry(timeline, "child-3")
+    assert child.name == f"Label/{wid}-3"
+    assert (child.status, child.duration_seconds) == ("completed", 600.0)
+    assert child.detail["result"] == f"label {wid}-3"
+    assert entry(timeline, "compensating").error == "RuntimeError: the truck is full"
+    undo = entry(timeline, "compensation-4")
+    assert (undo.status, undo.compensation, len(undo.attempts)) == ("rejected", 1, 2)
+    assert undo.error == "insufficient funds: balance 0, asked 1000"
+    assert timeline.status == "failed"
+    assert timeline.failed_compensation == "Account/acct-3.withdraw"
+    assert timeline.compensations_pending == ["#1 Account/acct-3.withdraw"]
+    assert [c.status for c in timeline.compensations] == ["failed"]
+    assert timeline.error is not None and timeline.error.startswith("compensation #1")
+    assert timeline.ended_at == entry(timeline, "failed").start
+    assert timeline.waiting_on == []
 
 
 def test_an_empty_history_has_no_timeline() -> None:
