@@ -370,6 +370,9 @@ def test_the_console_modules_render_what_the_api_answers_and_escape_it(stack: St
     assert f'value="{_escaped(entity)}"' in out["picker"]
     for section in ("reserve", "withdraw", "checkout", "deposit", "release", "compensated"):
         assert section in out["timeline"]
+    timeline = _ok(stack.http.get(f"/workflows/Order/{wid}/timeline"))
+    account = next(e for e in timeline["entries"] if e["name"].endswith(".withdraw"))
+    assert f'href="#/entities/{account["detail"]["address"]}"' in out["timeline"]
 
 
 def _quote(value: str) -> str:

@@ -121,6 +121,17 @@ function attemptRows(entry) {
   )}</tbody></table>`;
 }
 
+// Where an entry's target lives in the console: the entity it called, the child it started.
+function targetLink(entry) {
+  const address = entry.detail && entry.detail.address;
+  if (typeof address !== "string" || address.startsWith("activity:")) return "";
+  const child = address.startsWith("workflow:");
+  const [type, ...rest] = address.replace(/^workflow:/, "").split("/");
+  if (!type || !rest.length) return "";
+  const href = route([child ? "workflows" : "entities", type, rest.join("/")]);
+  return html` <a class="target" href="${href}">${child ? "open child" : "open entity"}</a>`;
+}
+
 export function timelineView(timeline) {
   const ax = axis(timeline);
   const rows = timeline.entries.map((e) => {
@@ -130,7 +141,7 @@ export function timelineView(timeline) {
     );
     return html`<li class="entry kind-${e.kind}" data-entry="${e.id}">
       <div class="label"><span class="kind">${e.kind}</span> ${e.seq ? html`#${e.seq} ` : ""}${e.name}
-        ${badge(e.status)} <span class="muted">${duration(e.duration_seconds)}${e.attempts.length > 1 ? html`, ${e.attempts.length} attempts` : ""}</span></div>
+        ${badge(e.status)} <span class="muted">${duration(e.duration_seconds)}${e.attempts.length > 1 ? html`, ${e.attempts.length} attempts` : ""}</span>${targetLink(e)}</div>
       <div class="track">${bar(ax, e.start, e.end, "span", title)}${attempts}</div>
       <details><summary>${when(e.start)}${e.end ? html` → ${when(e.end)}` : " → (open)"}</summary>
         ${e.error ? html`<p class="error-text">${e.error}</p>` : ""}
