@@ -442,6 +442,7 @@ def test_the_console_app_routes_its_pages_and_decides_an_approval(stack: Stack) 
     assert "not available on this server" in pages["deadletters"]
     assert "no page nowhere" in pages["unknown"]
     assert 'class="error"' in pages["missing"] and "HTTP 404" in pages["missing"]
+    assert 'data-form="entity"' in pages["missing"]  # the picker stays, to try another id
     assert f"POST /workflows/Refund/{refund}/signals/manager" in calls
     assert "decideError" not in pages
     assert refund not in pages["afterDecide"]  # decided: no longer pending

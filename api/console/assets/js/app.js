@@ -48,11 +48,16 @@ async function entityPage(parts, query) {
   const picker = views.entityPicker(cat, type, id);
   if (!type || !id) return show(picker);
   const wanted = query.get("version");
-  const [latest, state, page] = await Promise.all([
-    api.entityState(type, id),
-    wanted ? api.entityState(type, id, wanted) : null,
-    api.entityEvents(type, id, 0, 50),
-  ]);
+  let latest, state, page;
+  try {
+    [latest, state, page] = await Promise.all([
+      api.entityState(type, id),
+      wanted ? api.entityState(type, id, wanted) : null,
+      api.entityEvents(type, id, 0, 50),
+    ]);
+  } catch (err) {
+    return show(`${picker}${views.errorView(err)}`); // keep the picker: try another id
+  }
   const view = views.entityView({
     type,
     id,
