@@ -422,7 +422,7 @@ _HANDLERS: dict[type[Any], _Handler] = {
     ApprovalStep: _Builder.approval,
     CompensationSkipped: _Builder.skipped_compensation,
     Patched: lambda b, e: b.instant(
-        "patch", f"patch-{e.change_id}", e.change_id, "taken", detail={}
+        "patch", f"patch-v{b.version}", e.change_id, "taken", detail={}
     ),
     CancelRequested: lambda b, e: b.instant(
         "workflow",
