@@ -3,8 +3,8 @@
 ``Batch`` starts one ``Leg`` child per account and gathers their results; each leg makes
 three deposits. ``Evolve`` has two releases: release 2 changes its second step behind
 ``ctx.patched("bigger-bonus")``, so an execution that took the old step under release 1
-keeps replaying it, while new ones take the new. The worker CLI takes a module, so ``composition_v1.py`` and
-``composition_v2.py`` each build their domain from here.
+keeps replaying it, while new ones take the new. The worker CLI takes a module, so
+``composition_v1.py`` and ``composition_v2.py`` each build their domain from here.
 """
 
 from __future__ import annotations
