@@ -28,7 +28,14 @@ from sagas.errors import (
     WorkflowParkedError,
 )
 from sagas.fold import FINAL_STATUSES, ExecutionRecord, ExecutionStatus
-from sagas.protocol import cancel_envelope, signal_envelope, start_envelope, verdict
+from sagas.protocol import (
+    cancel_envelope,
+    repair_envelope,
+    signal_envelope,
+    start_envelope,
+    verdict,
+)
+from sagas.repairs import RepairAction
 from sagas.replayer import replay
 from sagas.signals import Signal
 
@@ -120,6 +127,31 @@ class WorkflowClient:
         wf = self.definition(workflow)
         env = cancel_envelope(
             wf, workflow_id, reason, reply_to=self.sender.route, command_id=command_id
+        )
+        return await self._ask(env, timeout)
+
+    async def repair(
+        self,
+        workflow: Workflow[Any, Any],
+        workflow_id: str,
+        index: int,
+        action: RepairAction,
+        reason: str = "",
+        *,
+        command_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Outcome[Any]:
+        """Retry or skip the compensation a failed execution could not finish; the saga
+        then goes on compensating. Refused (nothing recorded) when it does not fit."""
+        wf = self.definition(workflow)
+        env = repair_envelope(
+            wf,
+            workflow_id,
+            index,
+            action,
+            reason,
+            reply_to=self.sender.route,
+            command_id=command_id,
         )
         return await self._ask(env, timeout)
 

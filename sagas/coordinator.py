@@ -60,6 +60,7 @@ from sagas.history import (
     ChildCancelRequested,
     ChildCompleted,
     Compensated,
+    CompensationRepaired,
     Completed,
     Failed,
     InputEvent,
@@ -72,6 +73,7 @@ from sagas.history import (
     TimerStarted,
 )
 from sagas.protocol import Refusal
+from sagas.repairs import repair_refusal
 from sagas.replayer import replay
 
 log = logging.getLogger("entityflow.sagas")
@@ -167,7 +169,10 @@ class WorkflowActor:
         try:
             for rec in stream.events:
                 actor.record.apply(rec.event, rec.timestamp)
-            if actor.record.started and not actor.record.final:
+            # A failed execution is rebuilt too: a person may repair its compensation.
+            if actor.record.started and (
+                not actor.record.final or actor.record.logical == "failed"
+            ):
                 kind.stats.replays += 1
                 actor.engine = replay(kind.definition, address, stream.events)
                 actor.record = actor.engine.record
@@ -323,6 +328,7 @@ class WorkflowActor:
             "timer": self._on_timer,
             "due": self._on_due,
             "child_done": self._on_child_done,
+            "repair": self._on_repair,
         }
 
     def _on_start(self, env: Envelope, now: datetime) -> Turn:
@@ -450,6 +456,19 @@ class WorkflowActor:
         )
         self._apply([event], now)
         return Turn(events=[event], status=None)
+
+    def _on_repair(self, env: Envelope, now: datetime) -> Turn:
+        """A person retries or skips the compensation that ran out of attempts; refused,
+        with nothing recorded, unless this execution failed on exactly that one."""
+        index, action = env.args.get("index"), env.args.get("action")
+        reason = str(env.args.get("reason") or "")[:500]
+        refusal = repair_refusal(self.record, self.engine is not None, index, action, reason)
+        if refusal is not None:
+            code = Refusal.PARKED if self.divergence is not None else Refusal.NOT_REPAIRABLE
+            return Turn(status="rejected", error=refusal, code=code)
+        assert isinstance(index, int) and action in ("retry", "skip")
+        event = CompensationRepaired(at=now, index=index, action=action, reason=reason)
+        return self._feed(event, now, status="applied")
 
     def _on_timer(self, env: Envelope, now: datetime) -> Turn:
         """A timer came due. A parked execution keeps it (set again a minute on), so the

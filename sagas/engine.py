@@ -47,6 +47,7 @@ from sagas.history import (
     Compensated,
     Compensating,
     CompensationRegistered,
+    CompensationRepaired,
     CompensationSkipped,
     Completed,
     Decision,
@@ -160,6 +161,8 @@ class Engine:
         elif isinstance(event, CancelRequested):
             self.record.apply(event, event.at)
             self._cancel(event)
+        elif isinstance(event, CompensationRepaired):
+            self.record.apply(event, event.at)  # compensating again: _settle goes on
         else:
             raise WorkflowError(f"{event.event_type} is not an input the engine knows")
         self._settle()

@@ -32,6 +32,7 @@ from sagas.history import (
     Compensated,
     Compensating,
     CompensationRegistered,
+    CompensationRepaired,
     CompensationSkipped,
     Completed,
     Failed,
@@ -169,6 +170,8 @@ class ExecutionStatus(BaseModel):
     result: Any = None
     error: str | None = None
     failed_compensation: str | None = None
+    repairs: int = 0
+    """How many times a person repaired a failed compensation (retried or skipped it)."""
     cancelled: bool = False
     parked: ParkInfo | None = None
     steps_done: int = 0
@@ -212,6 +215,9 @@ class ExecutionRecord:
         self.result: Any = None
         self.error: str | None = None
         self.failed_compensation: str | None = None
+        self.cause: str | None = None
+        """Why the saga compensates (a failed compensation's error does not replace it)."""
+        self.repairs = 0
         self.cancelled = False
         self.steps: dict[int, StepInfo] = {}
         self.compensations: dict[int, CompensationInfo] = {}
@@ -343,6 +349,19 @@ class ExecutionRecord:
 
     def _compensating(self, event: Compensating) -> None:
         self.logical, self.error = "compensating", event.error
+        self.cause = event.error
+
+    def _repaired(self, event: CompensationRepaired) -> None:
+        """Back to compensating, the saga's own error restored; the repaired compensation
+        runs again from a fresh budget, or counts as skipped."""
+        comp = self.compensations[event.index]
+        if event.action == "retry":
+            comp.status, comp.attempts, comp.error = "registered", 0, None
+        else:
+            comp.status, comp.error = "skipped", f"skipped by an operator: {event.reason}"
+        self.logical, self.error = "compensating", self.cause
+        self.failed_compensation = None
+        self.repairs += 1
 
     def _completed(self, event: Completed) -> None:
         self.logical, self.result = "completed", event.result
@@ -430,6 +449,7 @@ class ExecutionRecord:
             result=self.result,
             error=self.error,
             failed_compensation=self.failed_compensation,
+            repairs=self.repairs,
             cancelled=self.cancelled,
             parked=self.parked,
             steps_done=self.steps_done,
@@ -471,6 +491,8 @@ class ExecutionRecord:
             summary["error"] = self.error[:500]
         if self.failed_compensation is not None:
             summary["failed_compensation"] = self.failed_compensation
+        if self.repairs:
+            summary["repairs"] = self.repairs
         if self.parked is not None:
             summary["parked"] = self.parked.error[:500]
         asked = [a for a in self.approvals.values() if a.open]
@@ -512,6 +534,7 @@ _FOLDS: dict[type[DomainEvent], Callable[[ExecutionRecord, Any], None]] = {
     CallCompleted: ExecutionRecord._completed_call,
     SignalReceived: ExecutionRecord._signal,
     CancelRequested: ExecutionRecord._cancel,
+    CompensationRepaired: ExecutionRecord._repaired,
     CompensationRegistered: ExecutionRecord._registered,
     CompensationSkipped: ExecutionRecord._skipped,
     Compensating: ExecutionRecord._compensating,

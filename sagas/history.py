@@ -16,7 +16,7 @@ input being processed, so replay sees the same clock.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from actors import RetryPolicy
 from eventstore import DomainEvent, JSONDict
@@ -88,6 +88,16 @@ class SignalReceived(InputEvent):
 
 class CancelRequested(InputEvent):
     event_type = "wf.CancelRequested"
+    reason: str = ""
+
+
+class CompensationRepaired(InputEvent):
+    """A person repaired the compensation that ran out of attempts: it is tried again
+    (with a fresh retry budget) or skipped, and the saga goes on undoing the rest."""
+
+    event_type = "wf.CompensationRepaired"
+    index: int
+    action: Literal["retry", "skip"]
     reason: str = ""
 
 
@@ -337,6 +347,7 @@ HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     CallCompleted,
     SignalReceived,
     CancelRequested,
+    CompensationRepaired,
     TimerFired,
     ChildCompleted,
     ChildCancelRequested,

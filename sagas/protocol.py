@@ -39,6 +39,8 @@ class Refusal(StrEnum):
     """It is compensating: it takes no more signals."""
     PARKED = "parked"
     """Its history no longer replays with the deployed code."""
+    NOT_REPAIRABLE = "not_repairable"
+    """A compensation repair that does not fit: not failed, not the failed one, no reason."""
 
 
 def start_command_id(address: str) -> str:
@@ -88,6 +90,27 @@ def cancel_envelope(
         "control",
         "cancel",
         {"reason": reason[:500]},
+        reply_to,
+    )
+
+
+def repair_envelope(
+    wf: AnyWorkflow,
+    workflow_id: str,
+    index: int,
+    action: str,
+    reason: str,
+    *,
+    reply_to: str | None,
+    command_id: str | None = None,
+) -> Envelope:
+    """A person's repair of a failed compensation: retry it, or skip it with a reason."""
+    return prevalidated(
+        command_id or new_command_id(),
+        wf.address(workflow_id),
+        "control",
+        "repair",
+        {"index": index, "action": action, "reason": reason[:500]},
         reply_to,
     )
 

@@ -36,6 +36,7 @@ from sagas.history import (
     ChildCompleted,
     Compensated,
     Compensating,
+    CompensationRepaired,
     CompensationSkipped,
     Completed,
     Failed,
@@ -387,6 +388,14 @@ class _Builder:
         self.instant("workflow", name, name, status, error=error, detail=detail)
 
 
+def _repaired(b: _Builder, e: CompensationRepaired) -> None:
+    """A person retried or skipped the failed compensation: the execution goes on."""
+    b.ended_at = None
+    status = "retried" if e.action == "retry" else "skipped"
+    name = f"compensation #{e.index} {status} by an operator"
+    b.instant("workflow", f"repair-v{b.version}", name, status, detail={"reason": e.reason})
+
+
 def _call_kind(e: CallScheduled) -> EntryKind:
     if e.compensation is not None:
         return "compensation"
@@ -424,6 +433,7 @@ _HANDLERS: dict[type[Any], _Handler] = {
     Patched: lambda b, e: b.instant(
         "patch", f"patch-v{b.version}", e.change_id, "taken", detail={}
     ),
+    CompensationRepaired: _repaired,
     CancelRequested: lambda b, e: b.instant(
         "workflow",
         f"cancel-v{b.version}",
