@@ -462,6 +462,8 @@ class WorkflowActor:
         with nothing recorded, unless this execution failed on exactly that one."""
         index, action = env.args.get("index"), env.args.get("action")
         reason = str(env.args.get("reason") or "")[:500]
+        if not self.record.started:
+            return self._refusal("repair") or Turn(status="rejected")
         refusal = repair_refusal(self.record, self.engine is not None, index, action, reason)
         if refusal is not None:
             code = Refusal.PARKED if self.divergence is not None else Refusal.NOT_REPAIRABLE

@@ -33,6 +33,7 @@ from api.gateways.idempotency import fingerprint
 from eventstore import Outcome
 from sagas import Workflow, WorkflowClient
 from sagas.protocol import start_envelope
+from sagas.repairs import RepairAction
 
 MAX_REMEMBERED = 100_000
 AnyWorkflow = Workflow[Any, Any]
@@ -132,6 +133,31 @@ class WorkflowGateway:
             )
 
         canonical = _canonical({"reason": reason})
+        return await self._keyed(key, path, canonical, uuid.uuid4().hex, wait, act)
+
+    async def repair(
+        self,
+        wf: AnyWorkflow,
+        workflow_id: str,
+        index: int,
+        action: RepairAction,
+        reason: str,
+        *,
+        path: str,
+        key: str | None,
+        timeout: float | None,
+    ) -> Response:
+        """Retry or skip a failed execution's compensation; wait until it was recorded."""
+        wf.address(workflow_id)
+        wait = timeout if timeout is not None else self.default_timeout
+
+        async def act(command_id: str) -> Response:
+            asked = self.client.repair(
+                wf, workflow_id, index, action, reason, command_id=command_id, timeout=wait
+            )
+            return await self._verdict(wf, "repair", asked, workflow_id, command_id, "repair")
+
+        canonical = _canonical({"index": index, "action": action, "reason": reason})
         return await self._keyed(key, path, canonical, uuid.uuid4().hex, wait, act)
 
     async def _keyed(

@@ -45,6 +45,14 @@ class CancelRequest(BaseModel):
     reason: Annotated[str, Field(max_length=500, examples=["the customer changed their mind"])] = ""
 
 
+class RepairRequest(BaseModel):
+    """Why the compensation is retried or skipped (kept in the history); a skip needs one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, Field(max_length=500, examples=["refunded by hand, ticket 4711"])] = ""
+
+
 class ExecutionSummary(BaseModel):
     """What the visibility row says about an execution without reading its history."""
 

@@ -31,6 +31,7 @@ from api.openapi.workflows import (
     WORKFLOW_ID_RULE,
     CancelRequest,
     ExecutionPage,
+    RepairRequest,
     StatusName,
     WorkflowCommandAccepted,
     WorkflowStarted,
@@ -48,6 +49,7 @@ from api.routes.commands import IdempotencyKey, Timeout
 from api.routes.entities import After, Limit, event_page
 from eventstore import ExecutionRow
 from sagas import FINAL_STATUSES, Workflow, WorkflowClient
+from sagas.repairs import RepairAction
 
 AnyWorkflow = Workflow[Any, Any]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -158,6 +160,7 @@ class WorkflowRoutes:
             for spec in wf.queries.values():
                 self._query(wf, spec.name)
             self._cancel(wf)
+            self._repair(wf)
             self._history(wf)
         self._list()
         self._fallbacks()
@@ -323,6 +326,48 @@ class WorkflowRoutes:
             summary=f"Cancel one {wf.name}: it stops and runs its compensations",
             description="Waits until the execution recorded the cancellation (or refused it).",
             operation_id=f"cancel_workflow_{wf.name}".replace(".", "_"),
+            responses={
+                202: {"model": WorkflowCommandAccepted, "description": "recorded"},
+                **MESSAGE_ERRORS,
+            },
+        )
+
+    def _repair(self, wf: AnyWorkflow) -> None:
+        gateway = self.gateway
+
+        async def repair(
+            request: Request,
+            workflow_id: WorkflowId,
+            index: Annotated[int, Path(ge=0, le=1_000_000, description="the compensation's index")],
+            action: Annotated[RepairAction, Path(description="retry it, or skip it")],
+            body: Annotated[RepairRequest | None, Body()] = None,
+            idempotency_key: IdempotencyKey = None,
+            timeout: Timeout = None,
+        ) -> Response:
+            return await gateway.repair(
+                wf,
+                workflow_id,
+                index,
+                action,
+                body.reason if body is not None else "",
+                path=request.scope["path"],
+                key=idempotency_key,
+                timeout=timeout,
+            )
+
+        self._route(
+            wf,
+            "/{workflow_id}/compensations/{index}/{action}",
+            repair,
+            methods=["POST"],
+            status_code=202,
+            summary=f"Repair a failed {wf.name}: retry or skip the compensation that failed",
+            description=(
+                "Only the compensation that ran out of attempts can be repaired; the saga then "
+                "goes on undoing the older ones. A skip needs a reason. Recorded in the history "
+                "(wf.CompensationRepaired); a refused repair records nothing (409)."
+            ),
+            operation_id=f"repair_workflow_{wf.name}".replace(".", "_"),
             responses={
                 202: {"model": WorkflowCommandAccepted, "description": "recorded"},
                 **MESSAGE_ERRORS,

@@ -175,5 +175,29 @@ async def run_receipt(ctx: WorkflowContext, r: ReceiptInput) -> str:
         return f"not sent: {exc.error_type}"
 
 
-API_WORKFLOWS = (*WORKFLOWS, transfer, receipt)
+# -- a saga whose compensation can fail (for repair) -----------------------------------
+
+
+class PayoutInput(BaseModel):
+    account_id: Annotated[str, Field(min_length=1, max_length=100)]
+    amount: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)]
+
+
+payout = Workflow("Payout", input=PayoutInput, output=str)
+payout_go = payout.signal("go")
+
+
+@payout.run
+async def run_payout(ctx: WorkflowContext, p: PayoutInput) -> str:
+    """Withdraw, wait for ``go``, then a step that is refused: the withdrawal is undone,
+    twice at most (an account closed meanwhile refuses it, and the saga fails)."""
+    undo = Account.deposit.options(retry=RetryPolicy(attempts=2, initial_interval=0.05))
+    with ctx.compensation(undo, p.account_id, amount=p.amount):
+        await ctx.call(Account.withdraw, p.account_id, amount=p.amount)
+    await ctx.wait_signal(payout_go)
+    await ctx.call(Account.withdraw, p.account_id, amount=Decimal("1000000"))
+    return "paid"
+
+
+API_WORKFLOWS = (*WORKFLOWS, transfer, receipt, payout)
 API_DOMAIN = Domain(API_ENTITIES, API_WORKFLOWS, activities=[send_receipt])

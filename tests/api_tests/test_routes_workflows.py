@@ -224,7 +224,7 @@ def test_invalid_starts_are_422_and_unknown_types_404(stack: Stack) -> None:
     r = stack.http.post("/workflows/Ghost", json={"input": {}})
     assert r.status_code == 404
     assert r.json()["error"] == "unknown_workflow"
-    assert "registered: Order, Receipt, Refund, Transfer" in r.json()["message"]
+    assert "registered: Order, Payout, Receipt, Refund, Transfer" in r.json()["message"]
 
 
 # -- status and its long poll ------------------------------------------------------------
