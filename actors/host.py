@@ -17,6 +17,7 @@ from actors.entity import Entity
 from actors.kinds import ActorKind, EntityKind
 from actors.mailbox.memory import InMemoryMailbox
 from actors.mailbox.protocol import Mailbox
+from actors.metrics import WorkerMetrics
 from actors.runtime import Clock, Runtime, merge_registries, system_clock
 from actors.worker import Worker
 from eventstore import Store
@@ -56,12 +57,14 @@ class Host:
             self.store.registry.merge(registry)
         self._owns_mailbox = mailbox is None
         self.mailbox: Mailbox = mailbox if mailbox is not None else InMemoryMailbox()
+        self.metrics = WorkerMetrics()
         self.runtime = Runtime(
             self.store,
             self.kinds,
             cache_size=cache_size,
             idle_passivation=idle_passivation,
             clock=clock,
+            on_handled=self.metrics.handled,
         )
         self.worker = Worker(
             self.runtime,
@@ -71,6 +74,7 @@ class Host:
             local_delivery=local_delivery,
             tick_interval=tick_interval,
             instance_id=instance_id,
+            metrics=self.metrics,
         )
         self.client = Client(self.mailbox, self.store, self.catalog)
         self._run_worker = run_worker

@@ -123,7 +123,9 @@ class Runtime:
         cache_size: int = 10_000,
         idle_passivation: float | None = 600.0,
         clock: Clock = system_clock,
+        on_handled: Callable[[str, float], None] | None = None,
     ) -> None:
+        """``on_handled(actor_type, seconds)``: told how long each handler ran (metrics)."""
         self.store = store
         self.kinds = {k.type_name: k for k in kinds}
         if len(self.kinds) != len(kinds):
@@ -131,6 +133,7 @@ class Runtime:
         self.cache_size = cache_size
         self.idle_passivation = idle_passivation
         self.clock = clock
+        self.on_handled = on_handled
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self.loads = 0
 
@@ -142,6 +145,14 @@ class Runtime:
     @property
     def cached(self) -> int:
         return len(self._cache)
+
+    def cached_by_type(self) -> dict[str, int]:
+        """Live actors per actor type (a walk of the cache: call it now and then)."""
+        counts: dict[str, int] = dict.fromkeys(self.kinds, 0)
+        for address in self._cache:
+            actor_type = address[: address.find("/")]
+            counts[actor_type] = counts.get(actor_type, 0) + 1
+        return counts
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """Passivate every actor of partitions this worker no longer owns."""
@@ -345,7 +356,7 @@ class Runtime:
             )
             return
         before = actor.version
-        turn = actor.handle(env, now)
+        turn = self._turn(kind, actor, env, now)
         self._record(d, env, batch, in_batch, turn, before, now)
         for name in turn.cancel_timers:
             batch.timer_changes[timer_id(env.address, name)] = None
@@ -358,6 +369,15 @@ class Runtime:
         row = actor.visibility()
         if row is not None and turn.events:
             batch.commit.executions.append(row)
+
+    def _turn(self, kind: ActorKind, actor: Actor, env: Envelope, now: datetime) -> Turn:
+        on_handled = self.on_handled
+        if on_handled is None:
+            return actor.handle(env, now)
+        started = time.perf_counter()
+        turn = actor.handle(env, now)
+        on_handled(kind.type_name, time.perf_counter() - started)
+        return turn
 
     def _record(
         self,

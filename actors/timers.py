@@ -216,6 +216,11 @@ class TimerIndex:
             heapq.heappush(self._heap, item)
         return taken
 
+    def counts(self) -> tuple[int, int]:
+        """(timers known, of those the ones due now): a walk, for the metrics tick."""
+        now = self.clock()
+        return len(self._current), sum(1 for row in self._current.values() if row.due_at <= now)
+
     def seconds_to_next(self) -> float | None:
         due = self.next_due()
         if due is None:

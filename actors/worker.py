@@ -29,6 +29,7 @@ from actors.mailbox.protocol import (
     is_activity_task,
     position_name,
 )
+from actors.metrics import WorkerMetrics
 from actors.runtime import BatchResult, Runtime
 from actors.timers import TimerIndex
 from eventstore import (
@@ -98,9 +99,11 @@ class Worker:
         tick_interval: float = 1.0,
         local_delivery: bool = True,
         instance_id: str | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         """``instance_id``: this worker's stable identity in its group (static membership:
-        restarted under the same id, it takes its partitions back without a rebalance)."""
+        restarted under the same id, it takes its partitions back without a rebalance).
+        ``metrics``: where it counts (give the one its runtime reports handler times to)."""
         self.runtime = runtime
         self.mailbox = mailbox
         self.group = group
@@ -111,6 +114,7 @@ class Worker:
         self.max_backoff = max_backoff
         self.on_batch = on_batch
         self.stats = WorkerStats()
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._positions: dict[int, _Position] = {}
         self._stop = threading.Event()
         self._consumer: MailboxConsumer | None = None
@@ -237,7 +241,7 @@ class Worker:
         stats = self.stats
         started = time.perf_counter()
         deliveries = self._gather(consumer)
-        self._housekeeping()
+        self._housekeeping(consumer)
         if not deliveries:
             self.runtime.passivate_idle()
             return 0
@@ -251,7 +255,8 @@ class Worker:
             processed = time.perf_counter()
             stats.process_seconds += processed - polled
             self.runtime.store.commit(batch.commit)
-            stats.commit_seconds += time.perf_counter() - processed
+            commit_seconds = time.perf_counter() - processed
+            stats.commit_seconds += commit_seconds
         except ConcurrencyConflictError as exc:
             self._lost_race(exc, deliveries)
             return 0
@@ -271,12 +276,14 @@ class Worker:
         stats.batches += 1
         stats.messages += len(deliveries)
         stats.local_messages += sum(1 for d in deliveries if d.local)
+        self.metrics.committed(batch, len(deliveries), commit_seconds)
         if self.on_batch is not None:
             self.on_batch(batch)
         return len(deliveries)
 
     def _lost_race(self, exc: ConcurrencyConflictError, deliveries: list[Delivery]) -> None:
         self.stats.conflicts += 1
+        self.metrics.commit_failed("conflict")
         log.warning("batch lost a race, re-reading positions: %s", exc)
         self.runtime.forget_partitions(list(self._positions))
         self.timers.reset()
@@ -286,6 +293,7 @@ class Worker:
 
     def _store_down(self, exc: StoreUnavailableError, deliveries: list[Delivery]) -> None:
         self.stats.store_failures += 1
+        self.metrics.commit_failed("store_unavailable")
         self._backoff = min(self.max_backoff, max(self.retry_backoff, self._backoff * 2))
         log.warning("store unavailable, retrying the batch in %.1fs: %s", self._backoff, exc)
         self.runtime.forget_partitions(list(self._positions))
@@ -331,6 +339,8 @@ class Worker:
         self.timers.refresh()
         rows = self.timers.take_due(room, self._timers_ready)
         self.stats.timers_fired += len(rows)
+        if rows:
+            self.metrics.timers_fired.inc(len(rows))
         return [
             Delivery(row.partition, LOCAL_OFFSET, b"", Envelope.decode(row.message.encode()))
             for row in rows
@@ -340,7 +350,17 @@ class Worker:
         pos = self._positions.get(partition)
         return pos is not None and pos.next_read >= self._caught_up_at.get(partition, 0)
 
-    def _housekeeping(self) -> None:
+    def _report(self, consumer: MailboxConsumer) -> None:
+        """Refresh the gauges that need a walk (once per tick, on this thread)."""
+        lag: dict[int, int] = {}
+        for p, pos in self._positions.items():
+            end = consumer.log_end(p)
+            lag[p] = max(0, end - pos.next_read) if end is not None else 0
+        self.metrics.partitions(lag)
+        self.metrics.actors(self.runtime.cached_by_type())
+        self.metrics.timers(*self.timers.counts())
+
+    def _housekeeping(self, consumer: MailboxConsumer) -> None:
         """Wake unfinished actors of new partitions, and send what cached actors have due."""
         outgoing: list[Envelope] = []
         if self._to_wake:
@@ -355,6 +375,7 @@ class Worker:
         if now >= self._next_tick:
             self._next_tick = now + self.tick_interval
             outgoing += self.runtime.tick()
+            self._report(consumer)
         for envelope in outgoing:
             self.dispatch(envelope)
 

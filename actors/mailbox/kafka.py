@@ -346,6 +346,9 @@ class KafkaMailboxConsumer:
     def offsets(self, partition: int) -> tuple[int, int]:
         return self._consumer.offsets(partition)
 
+    def log_end(self, partition: int) -> int | None:
+        return self._consumer.highwater(partition)
+
     def close(self) -> None:
         self._consumer.close()
 

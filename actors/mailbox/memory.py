@@ -253,6 +253,9 @@ class MemoryConsumer:
     def offsets(self, partition: int) -> tuple[int, int]:
         return 0, len(self._mailbox._logs[partition])
 
+    def log_end(self, partition: int) -> int | None:
+        return len(self._mailbox._logs[partition])
+
     def close(self) -> None:
         self._mailbox._leave(self)
 

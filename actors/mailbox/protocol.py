@@ -58,6 +58,10 @@ class MailboxConsumer(Protocol):
     def offsets(self, partition: int) -> tuple[int, int]:
         """(first offset still in the log, next offset to be written)."""
 
+    def log_end(self, partition: int) -> int | None:
+        """The partition's end as the last fetch saw it, without a round trip (None
+        before the first fetch): what the lag metric compares the read position with."""
+
     def close(self) -> None: ...
 
 

@@ -524,6 +524,14 @@ class GroupConsumer:
     def seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(self.topic, partition), offset)
 
+    def highwater(self, partition: int) -> int | None:
+        """The partition's end as the last fetch response said (no round trip)."""
+        try:
+            end = self._consumer.highwater(TopicPartition(self.topic, partition))
+        except (AssertionError, KafkaError):  # not assigned (any more)
+            return None
+        return None if end is None else int(end)
+
     def offsets(self, partition: int) -> tuple[int, int]:
         tp = TopicPartition(self.topic, partition)
         try:
