@@ -83,6 +83,11 @@ class ActivityWorker:
         self._next: dict[int, int] = {}
         self._freed = threading.Event()
 
+    @property
+    def in_flight(self) -> int:
+        """Attempts running now (read by the metrics)."""
+        return len(self._running)
+
     def start(self) -> ActivityWorker:
         self._thread = threading.Thread(target=self._loop, name="activity-worker", daemon=True)
         self._thread.start()

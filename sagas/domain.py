@@ -22,6 +22,7 @@ from sagas.coordinator import WorkflowKind
 from sagas.definition import AnyWorkflow
 from sagas.errors import WorkflowDefinitionError
 from sagas.history import HISTORY_EVENTS
+from sagas.metrics import WorkflowMetrics
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class Host(actors.Host):
         run_activities = options.pop("run_activities", True)
         super().__init__(store, domain.entities, kinds=domain.kinds(), mailbox=mailbox, **options)
         self.domain = domain
+        self.workflow_metrics = WorkflowMetrics(self.metrics.registry)
+        self.metrics.observe(self.workflow_metrics)
         self.activities: ActivityWorker | None = None
         if domain.activities and run_activities:
             self.activities = ActivityWorker(
@@ -109,6 +112,7 @@ class Host(actors.Host):
                 concurrency=concurrency,
                 store=self.store,
             )
+            self.workflow_metrics.watch_activities(self.activities)
         self.workflows = WorkflowClient(
             self.mailbox,
             self.store,
