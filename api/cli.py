@@ -35,6 +35,7 @@ from api.wiring import (
     load_domain,
     open_mailbox,
     open_store,
+    serve_worker_metrics,
 )
 from eventstore import EventRegistry, EventStoreError
 from eventstore.kafka import ApacheKafka, local_broker
@@ -98,6 +99,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     mailbox = open_mailbox(settings, args.bootstrap_servers)
     host = build_host(settings, domain, mailbox=mailbox)
     relay = _worker_relay(settings, host.store.registry, args.bootstrap_servers)
+    metrics = serve_worker_metrics(settings, host, relay)
     worker = host.worker
     activities = host.activities
     _stop_on_signals(worker.stop)
@@ -108,12 +110,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"entityflow worker: store {host.store.url}, mailbox {mailbox.name}, "
         f"group {settings.group()}"
         f"{f' as {settings.worker_id}' if settings.worker_id else ''}"
-        f"{_activities_line(activities)}; Ctrl-C to stop",
+        f"{_activities_line(activities)}"
+        f"{f', metrics {metrics.url(settings.worker_metrics_host)}' if metrics else ''}"
+        "; Ctrl-C to stop",
         flush=True,
     )
     try:
         worker.run()
     finally:
+        if metrics is not None:
+            metrics.close()
         if activities is not None:
             activities.stop()
         _close_relay(relay)
@@ -186,7 +192,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
         host = build_host(settings, domain, mailbox=mailbox)
         stack.callback(host.stop)
         host.start()
-        stack.callback(_close_relay, _worker_relay(settings, host.store.registry))
+        relay = _worker_relay(settings, host.store.registry)
+        stack.callback(_close_relay, relay)
+        worker_metrics = serve_worker_metrics(settings, host, relay, port=0)
+        assert worker_metrics is not None
+        stack.callback(worker_metrics.close)
         parts = AppParts.from_host(host, settings)
         app = create_app(replace(parts, checks={"broker": broker_check(settings)}))
         api_host, port = args.host or settings.api_host, _port(args, settings)
@@ -197,7 +207,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             f"entityflow dev is running ({args.domain} loaded)\n"
             f"  API docs  {url}/docs   (entities: {names})\n"
             f"  OpenAPI   {url}/openapi.json\n"
-            f"  health    {url}/readyz   metrics {url}/metrics\n"
+            f"  health    {url}/readyz   metrics {url}/metrics (API), "
+            f"{worker_metrics.url(settings.worker_metrics_host)} (worker)\n"
             f"  store     {host.store.url}\n"
             f"  broker    {bootstrap}{about}\n"
             f"  e.g.      curl -X POST {url}/entities/Account/acct-7/updates/open "

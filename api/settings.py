@@ -134,6 +134,23 @@ class Settings(BaseSettings):
     relay_workflow_events: bool = Field(
         default=False, description="also publish workflow history (wf.*) events"
     )
+    worker_metrics_port: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=65535,
+            description=(
+                "port where `entityflow worker` serves Prometheus /metrics (unset: none, so "
+                "workers sharing a host do not collide; 0: any free port, printed); "
+                "`entityflow dev` serves them on a free port unless set"
+            ),
+        ),
+    ] = None
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="interface a worker's /metrics binds (0.0.0.0 in a container)",
+    )
     api_host: str = Field(default="127.0.0.1", description="interface the API binds")
     api_port: Annotated[int, Field(ge=0, le=65535, description="port the API binds")] = 8000
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")

@@ -15,6 +15,7 @@ import sys
 from actors import InMemoryMailbox, Mailbox
 from actors.mailbox.kafka import KafkaMailbox
 from actors.mailbox.reply_datagrams import advertised_host
+from actors.metrics import MetricsServer, serve_metrics
 from api.settings import Settings
 from eventstore import EventRegistry, Store
 from eventstore.kafka.io import KafkaSettings
@@ -128,3 +129,28 @@ def build_relay(
     )
     kafka = kafka_settings(settings, bootstrap_servers)
     return Relay(Store(settings.store, registry, pool_size=3), kafka, options)
+
+
+class RelayFigures:
+    """The worker metrics' view of the relay running beside it (read at scrape time)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def relay_figures(self) -> tuple[bool, int, int, int]:
+        stats = self.relay.stats
+        newest = self.relay.store.max_position() if stats.active else 0
+        return stats.active, stats.published, stats.position, newest
+
+
+def serve_worker_metrics(
+    settings: Settings, host: Host, relay: Relay | None, *, port: int | None = None
+) -> MetricsServer | None:
+    """Serve the worker's metrics on ``ENTITYFLOW_WORKER_METRICS_PORT`` (else ``port``;
+    neither: not at all), the relay's among them when one runs beside it."""
+    if relay is not None:
+        host.metrics.watch_relay(RelayFigures(relay))
+    chosen = settings.worker_metrics_port if settings.worker_metrics_port is not None else port
+    if chosen is None:
+        return None
+    return serve_metrics(host.metrics.registry, settings.worker_metrics_host, chosen)
