@@ -196,6 +196,10 @@ class WorkerMetrics:
             "Timers of this worker's partitions that are due and not yet delivered",
             registry=r,
         )
+        self._failures = {
+            reason: self.commit_failures.labels(reason)
+            for reason in ("conflict", "store_unavailable")  # served as 0 before the first
+        }
         self._relay = _RelayCollector()
         r.register(self._relay)
         self._observers: list[CommitObserver] = []
@@ -258,7 +262,7 @@ class WorkerMetrics:
             child.inc()
 
     def commit_failed(self, reason: str) -> None:
-        self.commit_failures.labels(reason).inc()
+        self._failures[reason].inc()
 
     # -- the tick --------------------------------------------------------------------------
 
