@@ -264,6 +264,7 @@ class Worker:
             self._store_down(exc, deliveries)
             return 0
         self._backoff = 0.0
+        self.metrics.committed(batch, len(deliveries), commit_seconds)  # before any reply
         for p, fence in fences.items():
             self._positions[p].tracked = fence.notification_id
         for p, last in batch.last_offsets.items():
@@ -276,7 +277,6 @@ class Worker:
         stats.batches += 1
         stats.messages += len(deliveries)
         stats.local_messages += sum(1 for d in deliveries if d.local)
-        self.metrics.committed(batch, len(deliveries), commit_seconds)
         if self.on_batch is not None:
             self.on_batch(batch)
         return len(deliveries)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -58,6 +59,21 @@ def _stop(process: subprocess.Popen[str]) -> str:
     return out
 
 
+def _worker_metrics_url(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Where the banner (printed before the API starts) says the worker's metrics are,
+    and the output read to find it."""
+    assert process.stdout is not None
+    read = []
+    for line in process.stdout:
+        read.append(line)
+        if line.startswith("Ctrl-C to stop."):  # the banner's last line
+            break
+    out = "".join(read)
+    found = re.search(r"(http://127\.0\.0\.1:\d+/metrics) \(worker\)", out)
+    assert found is not None, f"the banner does not say where the worker's metrics are:\n{out}"
+    return found.group(1), out
+
+
 def _dev_env() -> dict[str, str]:
     return {"ENTITYFLOW_DEV_KAFKA_PORT": str(free_port())}
 
@@ -81,7 +97,10 @@ def test_dev_runs_apache_kafka_worker_and_api_and_keeps_data_across_restarts(
     assert r.status_code == 200, r.text
     assert httpx.get(f"{url}/readyz").json()["checks"] == {"store": "ok", "broker": "ok"}
     assert httpx.get(f"{url}/docs").status_code == 200
-    out = _stop(process)
+    worker_metrics, banner = _worker_metrics_url(process)
+    applied = 'entityflow_worker_commands_total{actor_type="Account",outcome="applied"} 1.0'
+    assert applied in httpx.get(worker_metrics).text  # counted before the reply was sent
+    out = banner + _stop(process)
     assert f"API docs  {url}/docs" in out
     assert "(Apache Kafka, data kept in" in out
     assert (tmp_path / ".entityflow" / "entityflow.db").exists()
