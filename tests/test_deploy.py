@@ -46,3 +46,14 @@ def test_the_k8s_workers_take_their_identity_from_the_pod_name() -> None:
     (container,) = worker["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["ENTITYFLOW_WORKER_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_the_k8s_workers_serve_metrics_where_prometheus_is_told_to_look() -> None:
+    worker = yaml.safe_load((DEPLOY / "k8s" / "worker.yaml").read_text())
+    template = worker["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    port = env["ENTITYFLOW_WORKER_METRICS_PORT"]
+    assert env["ENTITYFLOW_WORKER_METRICS_HOST"] == "0.0.0.0"  # reachable from outside the pod
+    assert {"name": "metrics", "containerPort": int(port)} in container["ports"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == port
