@@ -13,6 +13,7 @@ about once a second, on the worker's own thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "serve_metrics",
 ]
 
+log = logging.getLogger("entityflow.metrics")
 LATENCY_BUCKETS = (
     0.0001,
     0.00025,
@@ -235,7 +237,10 @@ class WorkerMetrics:
         if batch.dead_letters:
             self._dead_lettered(batch.dead_letters)
         for observer in self._observers:
-            observer.committed(batch.commit)
+            try:
+                observer.committed(batch.commit)
+            except Exception:  # a counting bug must never stop a worker after its commit
+                log.exception("metrics observer %r failed", observer)
 
     def _count_outcomes(self, outcomes: Iterable[Outcome[Any]]) -> None:
         counts: dict[tuple[str, str], int] = {}
