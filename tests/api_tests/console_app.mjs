@@ -64,4 +64,37 @@ await listeners["main:submit"]({
   preventDefault: () => {},
 });
 pages.afterDecide = await settled("");
+
+// repair a failed saga's compensation through the timeline page's own form handler
+if (job.repair) {
+  main.innerHTML = "";
+  location.hash = job.repair.hash;
+  listeners["window:hashchange"]();
+  pages.failed = await settled("");
+  globalThis.FormData = class {
+    constructor() {
+      this.values = { reason: job.repair.reason };
+    }
+
+    entries() {
+      return Object.entries(this.values);
+    }
+  };
+  const repairForm = {
+    dataset: {
+      form: "repair",
+      type: job.repair.type,
+      id: job.repair.id,
+      index: String(job.repair.index),
+    },
+    insertAdjacentHTML: (where, text) => (pages.repairError = text),
+  };
+  main.innerHTML = "";
+  await listeners["main:submit"]({
+    target: repairForm,
+    submitter: { value: "skip" },
+    preventDefault: () => {},
+  });
+  pages.afterRepair = await settled("");
+}
 console.log(JSON.stringify({ pages, calls }));

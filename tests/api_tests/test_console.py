@@ -24,6 +24,7 @@ from actors import InMemoryMailbox
 from api.routes.console import ASSETS, CONSOLE, CSP
 from api.settings import Settings
 from tests.api_tests.conftest import Stack, running_stack
+from tests.api_tests.test_routes_repairs import failed_payout
 
 NODE = shutil.which("node")
 JS = sorted((ASSETS / "js").glob("*.js"))
@@ -402,6 +403,7 @@ def test_the_console_app_routes_its_pages_and_decides_an_approval(stack: Stack) 
         assert time.monotonic() < deadline, "the refund never asked for its approval"
         time.sleep(0.02)
     order = _compensated_order(stack)
+    payout, index, _ = failed_payout(stack)
     job = {
         "hashes": {
             "workflows": "#/workflows?type=Order&status=compensated",
@@ -414,6 +416,13 @@ def test_the_console_app_routes_its_pages_and_decides_an_approval(stack: Stack) 
             "missing": "#/entities/Account/no-such-account",
         },
         "decide": {"type": "Refund", "id": refund, "signal": "manager"},
+        "repair": {
+            "hash": f"#/workflows/Payout/{payout}",
+            "type": "Payout",
+            "id": payout,
+            "index": index,
+            "reason": "paid back by hand",
+        },
     }
     done = subprocess.run(
         [
@@ -450,3 +459,11 @@ def test_the_console_app_routes_its_pages_and_decides_an_approval(stack: Stack) 
     assert status["status"] == "completed", status
     assert status["approvals"][0]["decided_by"] == "manager"
     assert status["approvals"][0]["comment"] == "fine <b>by</b> me"
+    # the failed payout's timeline offers the repair, and its form skips the compensation
+    assert 'data-form="repair"' in pages["failed"] and "Skip" in pages["failed"]
+    assert f"POST /workflows/Payout/{payout}/compensations/{index}/skip" in calls
+    assert "repairError" not in pages
+    assert 'data-form="repair"' not in pages["afterRepair"]
+    repaired = _ok(stack.http.get(f"/workflows/Payout/{payout}", params={"wait": "20"}))
+    assert repaired["status"] == "compensated", repaired
+    assert repaired["compensations"][0]["error"] == "skipped by an operator: paid back by hand"

@@ -30,7 +30,7 @@ def _history_length(stack: Stack, wid: str) -> int:
     return len(r.json()["events"])
 
 
-def _failed_payout(stack: Stack) -> tuple[str, int, int]:
+def failed_payout(stack: Stack) -> tuple[str, int, int]:
     """(workflow id, the failed compensation's index, the execution's history length)."""
     account = stack.new_id("acct")
     http = stack.http
@@ -57,7 +57,7 @@ def _failed_payout(stack: Stack) -> tuple[str, int, int]:
 
 
 def test_retry_then_skip_repairs_a_failed_saga(stack: Stack) -> None:
-    wid, index, _ = _failed_payout(stack)
+    wid, index, _ = failed_payout(stack)
     base = f"/workflows/Payout/{wid}/compensations/{index}"
     r = stack.http.post(f"{base}/retry", json={"reason": "try once more"})
     assert r.status_code == 202, r.text
@@ -81,7 +81,7 @@ def test_retry_then_skip_repairs_a_failed_saga(stack: Stack) -> None:
 
 
 def test_repairs_that_do_not_fit_are_refused_and_record_nothing(stack: Stack) -> None:
-    wid, index, length = _failed_payout(stack)
+    wid, index, length = failed_payout(stack)
     base = f"/workflows/Payout/{wid}/compensations"
     refused = [
         (f"{base}/{index}/skip", {"reason": ""}, 409, "a skip needs a reason"),

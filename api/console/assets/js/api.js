@@ -79,6 +79,13 @@ export function createApi(fetchImpl = (...args) => globalThis.fetch(...args)) {
       ),
     deadLetters: (after, limit = 50) =>
       optional("deadLetters", () => call("deadLetters", {}, { after, limit })),
+    repair: (type, id, index, action, reason) =>
+      call(
+        "workflowRepair",
+        { type, workflow_id: id, index, action },
+        {},
+        { method: "POST", body: JSON.stringify({ reason }) },
+      ),
     redrive: (id) => call("deadLetterRedrive", { id }, {}, { method: "POST" }),
   };
 }

@@ -125,7 +125,15 @@ main.addEventListener("submit", async (event) => {
   else if (kind === "workflow") location.hash = route(["workflows", values.type, values.id]);
   else if (kind === "workflows") location.hash = route(["workflows"], { type: values.type, status: values.status });
   else if (kind === "approvals") location.hash = route(["approvals"], { approver: values.approver });
-  else if (kind === "decide") {
+  else if (kind === "repair") {
+    const action = event.submitter ? event.submitter.value : "retry";
+    try {
+      await api.repair(form.dataset.type, form.dataset.id, form.dataset.index, action, values.reason || "");
+      await render();
+    } catch (err) {
+      form.insertAdjacentHTML("afterend", String(views.errorView(err)));
+    }
+  } else if (kind === "decide") {
     const approved = event.submitter ? event.submitter.value === "true" : false;
     const decision = { approved, by: values.by, comment: values.comment || "" };
     try {

@@ -11,6 +11,7 @@ export const PATHS = Object.freeze({
   "workflowStatus": "/workflows/{type}/{workflow_id}",
   "workflowTimeline": "/workflows/{type}/{workflow_id}/timeline",
   "workflowSignal": "/workflows/{type}/{workflow_id}/signals/{signal}",
+  "workflowRepair": "/workflows/{type}/{workflow_id}/compensations/{index}/{action}",
   "approvals": "/approvals",
   "deadLetters": "/deadletters",
   "deadLetterRedrive": "/deadletters/{id}/redrive"

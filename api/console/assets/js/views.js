@@ -132,6 +132,16 @@ function targetLink(entry) {
   return html` <a class="target" href="${href}">${child ? "open child" : "open entity"}</a>`;
 }
 
+// The compensation that ran out of attempts: retry it (the cause fixed) or skip it with a
+// reason (undone by hand); the server refuses what does not fit and records nothing.
+function repairForm(timeline, c) {
+  return html`<form data-form="repair" data-type="${timeline.workflow_type}" data-id="${timeline.workflow_id}" data-index="${c.index}">
+    <input name="reason" placeholder="reason (a skip needs one)" maxlength="500">
+    <button name="action" value="retry">Retry</button>
+    <button name="action" value="skip">Skip</button>
+  </form>`;
+}
+
 export function timelineView(timeline) {
   const ax = axis(timeline);
   const rows = timeline.entries.map((e) => {
@@ -151,7 +161,7 @@ export function timelineView(timeline) {
     </li>`;
   });
   const comps = timeline.compensations.map(
-    (c) => html`<tr><td>#${c.index}</td><td>${c.name}</td><td>${badge(c.status)}</td><td>${c.attempts}</td><td>${c.error || ""}</td></tr>`,
+    (c) => html`<tr><td>#${c.index}</td><td>${c.name}</td><td>${badge(c.status)}</td><td>${c.attempts}</td><td>${c.error || ""}</td><td>${timeline.status === "failed" && c.status === "failed" ? repairForm(timeline, c) : ""}</td></tr>`,
   );
   return html`<section>
     <h2>${timeline.workflow_type} / ${timeline.workflow_id} ${badge(timeline.status)}</h2>
@@ -169,7 +179,7 @@ export function timelineView(timeline) {
     <ol class="timeline">${rows}</ol>
     <h3>Compensations</h3>
     ${timeline.compensations_pending.length ? html`<p>Pending, newest first: ${timeline.compensations_pending.join(", ")}</p>` : html`<p class="muted">None pending.</p>`}
-    ${comps.length ? html`<table><thead><tr><th>#</th><th>Undoes with</th><th>Status</th><th>Attempts</th><th>Error</th></tr></thead><tbody>${comps}</tbody></table>` : ""}
+    ${comps.length ? html`<table><thead><tr><th>#</th><th>Undoes with</th><th>Status</th><th>Attempts</th><th>Error</th><th>Repair</th></tr></thead><tbody>${comps}</tbody></table>` : ""}
   </section>`;
 }
 
