@@ -12,6 +12,7 @@ from actors.entity import CommandSpec, Entity, EntitySpec
 from actors.envelopes import Envelope, new_command_id
 from actors.errors import (
     ActorsError,
+    AlreadyRedrivenError,
     CommandFailedError,
     CommandRejectedError,
     DefinitionError,
@@ -20,11 +21,13 @@ from actors.errors import (
     InvalidAddressError,
     InvalidArgumentsError,
     MailboxUnavailableError,
+    NotRedrivableError,
     PayloadTooLargeError,
     Rejected,
     ReplyOverdueError,
     SendUnconfirmedError,
     UnknownCommandError,
+    UnknownDeadLetterError,
     UnknownEntityTypeError,
     UpdateTimeoutError,
 )
@@ -34,6 +37,8 @@ from actors.kinds import Actor, ActorKind, EntityActor, EntityKind, Turn
 from actors.mailbox.memory import InMemoryMailbox
 from actors.mailbox.protocol import (
     ACTIVITY_ROUTE,
+    DeadLetterPage,
+    DeadLetterRecord,
     Delivery,
     Mailbox,
     MailboxConsumer,
@@ -55,6 +60,7 @@ __all__ = [
     "ActorKind",
     "ActorsError",
     "Address",
+    "AlreadyRedrivenError",
     "BatchResult",
     "CallOptions",
     "Client",
@@ -64,6 +70,8 @@ __all__ = [
     "CommandRejectedError",
     "CommandSender",
     "CommandSpec",
+    "DeadLetterPage",
+    "DeadLetterRecord",
     "DefinitionError",
     "Delivery",
     "Entity",
@@ -82,6 +90,7 @@ __all__ = [
     "Mailbox",
     "MailboxConsumer",
     "MailboxUnavailableError",
+    "NotRedrivableError",
     "PartitionListener",
     "PayloadTooLargeError",
     "Query",
@@ -98,6 +107,7 @@ __all__ = [
     "TimerRequest",
     "Turn",
     "UnknownCommandError",
+    "UnknownDeadLetterError",
     "UnknownEntityTypeError",
     "UpdateTimeoutError",
     "Worker",

@@ -52,6 +52,9 @@ class Envelope(BaseModel):
     reply: Outcome[Any] | None = None
     timer: str | None = None
     """The id of the durable timer this message fires (set by the timer index)."""
+    redrive: str | None = None
+    """The dead letter this message re-drives: the worker runs such a command again while
+    its stored outcome is ``dead_lettered`` (and never once it reads anything else)."""
     sent_at: datetime = Field(default_factory=_now)
     traceparent: str | None = Field(default_factory=current_traceparent, max_length=256)
     """The W3C trace context of the span that sent it (None when tracing is off)."""

@@ -121,3 +121,24 @@ class ReplyOverdueError(ActorsError, TimeoutError):
     def __init__(self, command_id: str) -> None:
         super().__init__(f"no reply to command {command_id} in time")
         self.command_id = command_id
+
+
+class UnknownDeadLetterError(ActorsError, LookupError):
+    """No dead letter has this id (ids are ``<partition>-<offset>`` of the dead-letter log)."""
+
+    def __init__(self, dead_letter_id: str) -> None:
+        super().__init__(f"no dead letter {dead_letter_id!r}")
+        self.dead_letter_id = dead_letter_id
+
+
+class NotRedrivableError(ActorsError):
+    """A dead letter that cannot be sent again: already re-driven, or not a message at all."""
+
+    def __init__(self, dead_letter_id: str, reason: str, command_id: str | None = None) -> None:
+        super().__init__(f"dead letter {dead_letter_id} cannot be re-driven: {reason}")
+        self.dead_letter_id = dead_letter_id
+        self.command_id = command_id
+
+
+class AlreadyRedrivenError(NotRedrivableError):
+    """The dead letter was re-driven before: its command's outcome tells how that went."""

@@ -268,7 +268,7 @@ class Runtime:
             kind = self.kinds.get(env.actor_type) if env is not None else None
             if env is None or kind is None or env.address in self._cache:
                 continue
-            if env.kind != "reply" and env.command_id in known:
+            if env.kind != "reply" and not _runs_again(env, known.get(env.command_id)):
                 continue  # a duplicate: answered from its outcome, its actor not needed
             cold.setdefault(env.address, kind.snapshot_type)
         batch.prefetched = self._prefetch(cold)
@@ -327,8 +327,10 @@ class Runtime:
             batch.timer_changes[env.timer] = None  # fired: cleared with this commit
         is_command = env.kind != "reply"
         if is_command:
-            prior = in_batch.get(env.command_id) or known.get(env.command_id)
-            if prior is not None:
+            # Twice in one batch is a duplicate, even a re-drive (one outcome per commit).
+            seen = in_batch.get(env.command_id)
+            prior = seen or known.get(env.command_id)
+            if prior is not None and (seen is not None or not _runs_again(env, prior)):
                 if env.reply_to:
                     batch.replies.append((env.reply_to, prior, env.correlation))
                 return
@@ -452,3 +454,12 @@ class Runtime:
         """The batch did not commit: forget every actor it touched or loaded."""
         self.forget(batch.touched)
         self.forget({e.originator_id for e in batch.commit.events})
+
+
+def _runs_again(env: Envelope, prior: Outcome[Any] | None) -> bool:
+    """Whether a command is run (again): the first time, or re-driven while dead-lettered.
+
+    A re-drive replaces the ``dead_lettered`` outcome (the store allows exactly that
+    overwrite); once its outcome reads anything else, further copies are duplicates.
+    """
+    return prior is None or (env.redrive is not None and prior.status == "dead_lettered")

@@ -25,7 +25,14 @@ from pydantic import ValidationError
 
 from actors.envelopes import OUTCOMES, Envelope
 from actors.errors import MailboxUnavailableError
-from actors.mailbox.protocol import Delivery, PartitionListener, is_activity_task
+from actors.mailbox.kafka_deadletters import KafkaDeadLetters
+from actors.mailbox.protocol import (
+    DeadLetterPage,
+    DeadLetterRecord,
+    Delivery,
+    PartitionListener,
+    is_activity_task,
+)
 from actors.mailbox.reply_datagrams import (
     DatagramReceiver,
     DatagramSender,
@@ -57,6 +64,7 @@ class KafkaTopics:
         self.namespace = namespace
         self.commands = f"{namespace}.commands"
         self.deadletters = f"{namespace}.deadletters"
+        self.redriven = f"{namespace}.deadletters.redriven"
         self.activities = f"{namespace}.activities"
         self.replies_prefix = f"{namespace}.replies."
 
@@ -104,6 +112,13 @@ class KafkaMailbox:
         if create_topics:
             self.ensure_topics()
         self._producer = Producer(settings)
+        self._dead = KafkaDeadLetters(
+            settings,
+            self._producer,
+            self.send,
+            topic=self.topics.deadletters,
+            marks_topic=self.topics.redriven,
+        )
         self._topic_id: str | None = None
         self._identity_lock = threading.Lock()
         self._closed = False
@@ -118,6 +133,7 @@ class KafkaMailbox:
                 self.topics.commands: self.partition_count,
                 self.topics.activities: self.partition_count,
                 self.topics.deadletters: 1,
+                self.topics.redriven: 1,
             },
             replication_factor=self.replication_factor,
         )
@@ -219,6 +235,15 @@ class KafkaMailbox:
             self._producer.send(self.topics.deadletters, delivery.raw, key=key, headers=headers)
         )
 
+    def list_dead_letters(self, after: str | None = None, limit: int = 100) -> DeadLetterPage:
+        return self._dead.page(after, limit)
+
+    def dead_letter_at(self, dead_letter_id: str) -> DeadLetterRecord:
+        return self._dead.at(dead_letter_id)
+
+    def redrive(self, dead_letter_id: str) -> DeadLetterRecord:
+        return self._dead.redrive(dead_letter_id)
+
     def flush(self, timeout: float | None = None) -> None:
         try:
             self._producer.flush(timeout)
@@ -246,6 +271,7 @@ class KafkaMailbox:
         self._closed = True
         with contextlib.suppress(BrokerUnavailableError):
             self._producer.flush(5)
+        self._dead.close()
         self._producer.close()
         self._admin.close()
         self._datagrams.close()

@@ -13,12 +13,23 @@ import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from actors.envelopes import Envelope
-from actors.mailbox.protocol import Delivery, PartitionListener, is_activity_task
+from actors.errors import UnknownDeadLetterError
+from actors.mailbox.protocol import (
+    DeadLetterPage,
+    DeadLetterRecord,
+    Delivery,
+    PartitionListener,
+    dead_letter_id,
+    is_activity_task,
+    parse_dead_letter_id,
+    redrive_envelope,
+)
 from eventstore import Outcome
 
 
@@ -30,8 +41,32 @@ def _done() -> Future[None]:
 
 @dataclass
 class DeadLetter:
+    """A parked message, as the in-memory dead-letter log keeps it (its id: ``0-<index>``)."""
+
     delivery: Delivery
     error: str
+    source: str = ""
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    redriven_at: datetime | None = None
+
+    def record(self, index: int) -> DeadLetterRecord:
+        d = self.delivery
+        return DeadLetterRecord(
+            id=dead_letter_id(0, index),
+            raw=d.raw,
+            envelope=d.envelope or _decoded(d.raw),
+            error=self.error,
+            source=self.source,
+            at=self.at,
+            redriven_at=self.redriven_at,
+        )
+
+
+def _decoded(raw: bytes) -> Envelope | None:
+    try:
+        return Envelope.decode(raw)
+    except (ValidationError, ValueError):
+        return None
 
 
 class MemoryReplyChannel:
@@ -143,8 +178,35 @@ class InMemoryMailbox:
                 channel.resolve(reply)
 
     def dead_letter(self, delivery: Delivery, error: str) -> Future[None]:
-        self.dead_letters.append(DeadLetter(delivery, error))
+        source = f"{self._name}#{delivery.partition}@{delivery.offset}"
+        with self._cond:
+            self.dead_letters.append(DeadLetter(delivery, error, source))
         return _done()
+
+    def list_dead_letters(self, after: str | None = None, limit: int = 100) -> DeadLetterPage:
+        start = 0 if after is None else parse_dead_letter_id(after)[1] + 1
+        with self._cond:
+            parked = self.dead_letters[start : start + limit]
+            more = start + limit < len(self.dead_letters)
+        found = [d.record(start + i) for i, d in enumerate(parked)]
+        return DeadLetterPage(found, found[-1].id if more and found else None)
+
+    def dead_letter_at(self, dead_letter_id: str) -> DeadLetterRecord:
+        partition, index = parse_dead_letter_id(dead_letter_id)
+        with self._cond:
+            if partition != 0 or index >= len(self.dead_letters):
+                raise UnknownDeadLetterError(dead_letter_id)
+            return self.dead_letters[index].record(index)
+
+    def redrive(self, dead_letter_id: str) -> DeadLetterRecord:
+        partition, index = parse_dead_letter_id(dead_letter_id)
+        with self._cond:  # one re-drive at a time: the check and the mark are one step
+            if partition != 0 or index >= len(self.dead_letters):
+                raise UnknownDeadLetterError(dead_letter_id)
+            parked = self.dead_letters[index]
+            self.send(redrive_envelope(parked.record(index)))
+            parked.redriven_at = datetime.now(UTC)
+            return parked.record(index)
 
     def flush(self, timeout: float | None = None) -> None:
         return None

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
-from actors.envelopes import Envelope
+from actors.envelopes import ACTOR_ROUTE, Envelope
+from actors.errors import AlreadyRedrivenError, NotRedrivableError
 from eventstore import Outcome
 
 ACTIVITY_ROUTE = "activity:"
@@ -38,6 +40,97 @@ class Delivery:
     def local(self) -> bool:
         """Handed over inside the worker: it has no offset, and moves no position."""
         return self.offset == LOCAL_OFFSET
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """One parked message as an operator sees it: what it was, why, and whether it was sent again.
+
+    ``id`` is ``<partition>-<offset>`` in the dead-letter log: stable, and what the
+    cursor of a listing and a re-drive name. ``envelope`` is None when the parked bytes
+    were never an envelope (nothing to re-drive then).
+    """
+
+    id: str
+    raw: bytes
+    envelope: Envelope | None
+    error: str
+    source: str
+    at: datetime
+    redriven_at: datetime | None = None
+    key: str | None = None
+    """The record key (the address) for bytes that did not decode."""
+
+    @property
+    def address(self) -> str:
+        return self.envelope.address if self.envelope is not None else (self.key or "")
+
+    @property
+    def entity_type(self) -> str:
+        return self.address.split("/", 1)[0] if "/" in self.address else ""
+
+    @property
+    def entity_id(self) -> str:
+        return self.address.split("/", 1)[1] if "/" in self.address else ""
+
+    @property
+    def command(self) -> str:
+        return self.envelope.name if self.envelope is not None else ""
+
+    @property
+    def command_id(self) -> str | None:
+        return self.envelope.command_id if self.envelope is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    """Dead letters in log order; ``next_after`` continues the listing (None: the last page)."""
+
+    dead_letters: list[DeadLetterRecord]
+    next_after: str | None
+
+
+def dead_letter_id(partition: int, offset: int) -> str:
+    return f"{partition}-{offset}"
+
+
+def parse_dead_letter_id(value: str) -> tuple[int, int]:
+    """``"0-17"`` -> ``(0, 17)``; anything else is a ValueError that says what an id is."""
+    partition, sep, offset = value.partition("-")
+    if not sep or not partition.isdigit() or not offset.isdigit() or len(value) > 40:
+        raise ValueError(
+            f"{value!r} is not a dead letter id (they look like 0-17: partition-offset)"
+        )
+    return int(partition), int(offset)
+
+
+def redrive_envelope(record: DeadLetterRecord) -> Envelope:
+    """The parked envelope as it is sent again: same command id, marked as a re-drive.
+
+    The original caller's reply route is dropped (that request is long over; the outcome
+    is stored under the command id), and so is a timer id (the firing's timer row was
+    cleared when it crashed; a timer set again since under that id must not be cleared).
+    A command a workflow sent is refused: the workflow took its failure already, and
+    applying it now would happen behind the workflow's back.
+    """
+    env = record.envelope
+    if record.redriven_at is not None:
+        raise AlreadyRedrivenError(
+            record.id,
+            f"it was re-driven at {record.redriven_at.isoformat()}; its command's outcome "
+            "says how that went",
+            record.command_id,
+        )
+    if env is None:
+        raise NotRedrivableError(record.id, "its bytes are not a message (undecodable)")
+    if env.kind != "reply" and env.reply_to and env.reply_to.startswith(ACTOR_ROUTE):
+        raise NotRedrivableError(
+            record.id,
+            f"it was sent by {env.reply_to[len(ACTOR_ROUTE) :]}, which already took its "
+            "failure; repair it through that workflow (cancel, or retry its compensation)",
+            env.command_id,
+        )
+    return env.model_copy(update={"reply_to": None, "timer": None, "redrive": record.id})
 
 
 class PartitionListener(Protocol):
@@ -134,6 +227,20 @@ class Mailbox(Protocol):
 
     def dead_letter(self, delivery: Delivery, error: str) -> Future[None]:
         """Park an unprocessable message with its error, so its partition keeps flowing."""
+
+    def list_dead_letters(self, after: str | None = None, limit: int = 100) -> DeadLetterPage:
+        """Parked messages in log order, from just after the id ``after`` (the start: None)."""
+
+    def dead_letter_at(self, dead_letter_id: str) -> DeadLetterRecord:
+        """One parked message (:class:`~actors.errors.UnknownDeadLetterError` if none)."""
+
+    def redrive(self, dead_letter_id: str) -> DeadLetterRecord:
+        """Send a parked message back to its actor, once; returns it marked re-driven.
+
+        The worker runs a re-driven command again only while its stored outcome is
+        ``dead_lettered``, so however often it arrives it is applied once. A second
+        re-drive is refused (:class:`~actors.errors.AlreadyRedrivenError`).
+        """
 
     def flush(self, timeout: float | None = None) -> None: ...
 

@@ -9,7 +9,8 @@ issued in commit order; a NOTIFY for subscribers), inside the database:
 
 1. move each tracked position only from the value the caller read (compare-and-set):
    a caller whose view is stale, a zombie, fails with a unique violation;
-2. record the command outcomes (a command id recorded before is a unique violation);
+2. record the command outcomes (a command id recorded before is a unique violation,
+   unless its outcome was ``dead_lettered``: a re-driven command replaces it);
 3. upsert the workflow visibility rows;
 4. delete the timers fired or cancelled, upsert the timers set;
 5. lock the events table, notify, insert the events (a taken version is a unique
@@ -34,6 +35,7 @@ _STALE = ": another worker has processed this partition since (this worker is st
 _BODY = """
 DECLARE
     stale text;
+    written bigint;
 BEGIN
     IF cardinality(new_names) > 0 THEN
         WITH done AS (
@@ -61,10 +63,20 @@ BEGIN
         END IF;
     END IF;
     IF cardinality(c_ids) > 0 THEN
-        INSERT INTO {commands} (command_id, address, command, status, result, version,
+        INSERT INTO {commands} AS c (command_id, address, command, status, result, version,
             error, recorded_at, code) SELECT * FROM unnest(
             c_ids, c_addresses, c_commands, c_statuses, c_results, c_versions, c_errors,
-            c_times, c_codes);
+            c_times, c_codes)
+        ON CONFLICT (command_id) DO UPDATE SET address = excluded.address,
+            command = excluded.command, status = excluded.status, result = excluded.result,
+            version = excluded.version, error = excluded.error,
+            recorded_at = excluded.recorded_at, code = excluded.code
+        WHERE c.status = 'dead_lettered';
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written < cardinality(c_ids) THEN
+            RAISE EXCEPTION 'a command id of this batch has an outcome already'
+                USING ERRCODE = 'unique_violation';
+        END IF;
     END IF;
     IF cardinality(x_addresses) > 0 THEN
         INSERT INTO {executions} SELECT * FROM unnest(

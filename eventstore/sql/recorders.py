@@ -137,15 +137,24 @@ class EntityflowSQLiteRecorder(SQLiteProcessRecorder):
         returning = super()._insert_events(c, stored_events, **kwargs)
         outcomes: Sequence[Outcome[Any]] = kwargs.get("outcomes", ())
         if outcomes:
+            # A command id recorded before is a conflict, unless its outcome was
+            # dead_lettered: a re-driven command replaces that one (and only that one).
             c.executemany(
                 "INSERT INTO ef_commands (command_id, address, command, status, result, "
                 "version, error, recorded_at, code) VALUES (:command_id, :address, :command, "
-                ":status, :result, :version, :error, :recorded_at, :code)",
+                ":status, :result, :version, :error, :recorded_at, :code) "
+                "ON CONFLICT (command_id) DO UPDATE SET address = excluded.address, "
+                "command = excluded.command, status = excluded.status, "
+                "result = excluded.result, version = excluded.version, "
+                "error = excluded.error, recorded_at = excluded.recorded_at, "
+                "code = excluded.code WHERE ef_commands.status = 'dead_lettered'",
                 [
                     {**_outcome_params(o), "recorded_at": o.recorded_at.isoformat()}
                     for o in outcomes
                 ],
             )
+            if c.sqlite_cursor.rowcount != len(outcomes):
+                raise IntegrityError("a command id of this batch has an outcome already")
         executions: Sequence[ExecutionRow] = kwargs.get("executions", ())
         for e in executions:
             params = _execution_params(e)

@@ -15,12 +15,14 @@ import pytest
 
 from actors import (
     ACTIVITY_ROUTE,
+    AlreadyRedrivenError,
     Delivery,
     Envelope,
     InMemoryMailbox,
     Mailbox,
     MailboxConsumer,
     TaskConsumer,
+    UnknownDeadLetterError,
 )
 from actors.mailbox.kafka import KafkaMailbox
 from eventstore import Outcome
@@ -175,6 +177,71 @@ def test_a_dead_letter_is_accepted_and_the_partition_flows_on(mailbox: Mailbox) 
         assert [d.envelope.args["n"] for d in got if d.envelope] == [1, 2]
     finally:
         consumer.close()
+
+
+def test_dead_letters_are_listed_in_order_with_their_error_and_source(mailbox: Mailbox) -> None:
+    address = "Account/dl-list"
+    for n in range(3):
+        mailbox.send(envelope(address, n)).result(30)
+    listener = Listener()
+    consumer = listener.consumer = mailbox.consumer("workers", listener)
+    try:
+        got = read(consumer, 3)
+        for d in got:
+            mailbox.dead_letter(d, f"cannot take n={d.envelope.args['n'] if d.envelope else '?'}")
+        mailbox.flush(30)
+        first = mailbox.list_dead_letters(limit=2)
+        assert first.next_after == first.dead_letters[-1].id
+        rest = mailbox.list_dead_letters(after=first.next_after, limit=2)
+        assert rest.next_after is None
+        parked = first.dead_letters + rest.dead_letters
+        assert [p.error for p in parked] == [f"cannot take n={n}" for n in range(3)]
+        assert [p.raw for p in parked] == [d.raw for d in got]
+        assert len({p.id for p in parked}) == 3
+        one = parked[1]
+        assert (one.entity_type, one.entity_id, one.command) == ("Account", "dl-list", "deposit")
+        assert one.source.endswith(f"#{got[1].partition}@{got[1].offset}")
+        assert one.redriven_at is None and one.at.tzinfo is not None
+        assert mailbox.dead_letter_at(one.id) == one
+    finally:
+        consumer.close()
+
+
+def test_a_redrive_sends_the_message_again_once_marked(mailbox: Mailbox) -> None:
+    address = "Account/dl-redrive"
+    sent = envelope(address, 7, reply_to="somewhere-long-gone")
+    mailbox.send(sent).result(30)
+    listener = Listener()
+    consumer = listener.consumer = mailbox.consumer("workers", listener)
+    try:
+        (got,) = read(consumer, 1)
+        mailbox.dead_letter(got, "handler crashed").result(30)
+        (parked,) = mailbox.list_dead_letters().dead_letters
+        redriven = mailbox.redrive(parked.id)
+        assert redriven.redriven_at is not None
+        (again,) = read(consumer, 1)
+        assert again.envelope is not None
+        assert again.envelope.command_id == sent.command_id  # the same command
+        assert again.envelope.redrive == parked.id
+        assert again.envelope.reply_to is None  # that caller is gone; its outcome is stored
+        assert again.envelope.args == sent.args
+        assert again.partition == got.partition and again.offset > got.offset
+        assert mailbox.dead_letter_at(parked.id).redriven_at == redriven.redriven_at
+        with pytest.raises(AlreadyRedrivenError):
+            mailbox.redrive(parked.id)
+        assert read(consumer, 1, timeout=2) == []  # the refusal sent nothing
+    finally:
+        consumer.close()
+
+
+def test_unknown_and_malformed_dead_letter_ids_are_told_apart(mailbox: Mailbox) -> None:
+    with pytest.raises(UnknownDeadLetterError):
+        mailbox.dead_letter_at("0-123456")
+    with pytest.raises(UnknownDeadLetterError):
+        mailbox.redrive("9-0")
+    with pytest.raises(ValueError, match="partition-offset"):
+        mailbox.dead_letter_at("not-an-id")
+    assert mailbox.list_dead_letters().dead_letters == []
 
 
 def task(n: int) -> Envelope:
