@@ -28,6 +28,7 @@ import api.routes.approvals as approval_routes
 import api.routes.catalog as catalog_routes
 import api.routes.commands as command_routes
 import api.routes.console as console_routes
+import api.routes.deadletters as deadletter_routes
 import api.routes.entities as entity_routes
 import api.routes.schemas as schema_routes
 import api.routes.system as system_routes
@@ -124,6 +125,7 @@ def _installers(ctx: ApiContext) -> list[Installer]:
         approval_routes.install,
         catalog_routes.install,
         console_routes.install,
+        deadletter_routes.install,
     ]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -301,6 +302,26 @@ class EntityflowClient:
         r = self._get("/workflows", params)
         return list(r["executions"]), r["next_after"]
 
+    # -- dead letters ---------------------------------------------------------------------
+
+    def dead_letters(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of dead letters (oldest first) and the ``after`` of the next page."""
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        r = self._get("/deadletters", params)
+        return list(r["dead_letters"]), r["next_after"]
+
+    def dead_letter(self, dead_letter_id: str) -> dict[str, Any]:
+        """One dead letter, with its command id and arguments."""
+        return self._get(f"/deadletters/{_segment(dead_letter_id)}")
+
+    def redrive(self, dead_letter_id: str) -> dict[str, Any]:
+        """Send a dead letter back to its actor (409 if it was re-driven before)."""
+        return self._send(f"/deadletters/{_segment(dead_letter_id)}/redrive", None, None, None)
+
     def _send(
         self, path: str, body: Any, idempotency_key: str | None, timeout: float | None
     ) -> dict[str, Any]:
@@ -323,6 +344,11 @@ class EntityflowClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _segment(value: str) -> str:
+    """A path segment as typed by a person: quoted, so a slash cannot change the route."""
+    return quote(value, safe="")
 
 
 def _workflow(workflow: WorkflowRef) -> str:

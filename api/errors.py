@@ -19,14 +19,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from actors import (
+    AlreadyRedrivenError,
     CommandFailedError,
     CommandRejectedError,
     EntityNotFoundError,
     HandlerCrashedError,
     InvalidArgumentsError,
     MailboxUnavailableError,
+    NotRedrivableError,
     PayloadTooLargeError,
     UnknownCommandError,
+    UnknownDeadLetterError,
     UnknownEntityTypeError,
     UpdateTimeoutError,
 )
@@ -168,6 +171,26 @@ _MAPPING: list[tuple[tuple[type[BaseException], ...], int, str, str]] = [
         "unknown_command",
         "use the command_id a 202/200/504 response returned; outcomes are kept for the "
         "configured retention",
+    ),
+    (
+        (UnknownDeadLetterError,),
+        404,
+        "unknown_dead_letter",
+        "list them with GET /deadletters; ids look like 0-17 and age out with the "
+        "dead-letter topic's retention",
+    ),
+    (
+        (AlreadyRedrivenError,),
+        409,
+        "already_redriven",
+        "it was sent again already and is not sent twice; read its outcome at "
+        "GET /commands/{command_id} (a new failure is a new dead letter)",
+    ),
+    (
+        (NotRedrivableError,),
+        409,
+        "not_redrivable",
+        "this dead letter cannot be sent again as it is; the message says why",
     ),
     (
         (CommandRejectedError,),

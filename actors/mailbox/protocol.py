@@ -104,33 +104,48 @@ def parse_dead_letter_id(value: str) -> tuple[int, int]:
     return int(partition), int(offset)
 
 
-def redrive_envelope(record: DeadLetterRecord) -> Envelope:
-    """The parked envelope as it is sent again: same command id, marked as a re-drive.
+def redrive_refusal(record: DeadLetterRecord) -> NotRedrivableError | None:
+    """Why a dead letter cannot be sent again (None: it can).
 
-    The original caller's reply route is dropped (that request is long over; the outcome
-    is stored under the command id), and so is a timer id (the firing's timer row was
-    cleared when it crashed; a timer set again since under that id must not be cleared).
-    A command a workflow sent is refused: the workflow took its failure already, and
-    applying it now would happen behind the workflow's back.
+    Re-driven already: its command's outcome tells how that went. Bytes that were never
+    an envelope: nothing to send. A command a workflow sent: the workflow took its
+    failure already, and applying it now would happen behind the workflow's back.
     """
     env = record.envelope
     if record.redriven_at is not None:
-        raise AlreadyRedrivenError(
+        return AlreadyRedrivenError(
             record.id,
             f"it was re-driven at {record.redriven_at.isoformat()}; its command's outcome "
             "says how that went",
             record.command_id,
         )
     if env is None:
-        raise NotRedrivableError(record.id, "its bytes are not a message (undecodable)")
+        return NotRedrivableError(record.id, "its bytes are not a message (undecodable)")
     if env.kind != "reply" and env.reply_to and env.reply_to.startswith(ACTOR_ROUTE):
-        raise NotRedrivableError(
+        return NotRedrivableError(
             record.id,
             f"it was sent by {env.reply_to[len(ACTOR_ROUTE) :]}, which already took its "
             "failure; repair it through that workflow (cancel, or retry its compensation)",
             env.command_id,
         )
-    return env.model_copy(update={"reply_to": None, "timer": None, "redrive": record.id})
+    return None
+
+
+def redrive_envelope(record: DeadLetterRecord) -> Envelope:
+    """The parked envelope as it is sent again: same command id, marked as a re-drive.
+
+    The original caller's reply route is dropped (that request is long over; the outcome
+    is stored under the command id), and so is a timer id (the firing's timer row was
+    cleared when it crashed; a timer set again since under that id must not be cleared).
+    Raises :func:`redrive_refusal`'s error for a dead letter that cannot be sent again.
+    """
+    refusal = redrive_refusal(record)
+    if refusal is not None:
+        raise refusal
+    assert record.envelope is not None
+    return record.envelope.model_copy(
+        update={"reply_to": None, "timer": None, "redrive": record.id}
+    )
 
 
 class PartitionListener(Protocol):
