@@ -3,7 +3,8 @@
 ``entityflow worker`` runs a worker process; ``serve`` and ``dev`` run the API (the latter
 with the embedded broker and a worker in the same process). Each subcommand is a
 ``cmd_<name>(args)`` function registered in ``_parser``; errors are printed as one plain
-sentence that says what to do next, and the exit code is non-zero.
+sentence that says what to do next, and the exit code is non-zero. The operator's commands
+(``workflows``, ``deadletters``) talk to a running API: see ``operator_cli.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from api.app import AppParts, broker_check, create_app
 from api.openapi.asyncapi import stream_schemas_json
+from api.operator_cli import operator_parsers
 from api.server import serve
 from api.settings import Settings
 from api.wiring import (
@@ -432,6 +434,7 @@ def _parser() -> argparse.ArgumentParser:
         api.set_defaults(func=func)
     _stream_parsers(sub)
     _history_parsers(sub)
+    operator_parsers(sub)
     return parser
 
 

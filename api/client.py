@@ -302,6 +302,10 @@ class EntityflowClient:
         r = self._get("/workflows", params)
         return list(r["executions"]), r["next_after"]
 
+    def openapi(self) -> dict[str, Any]:
+        """The API's OpenAPI document (which entities, workflows and queries it serves)."""
+        return self._get("/openapi.json")
+
     # -- dead letters ---------------------------------------------------------------------
 
     def dead_letters(
