@@ -302,9 +302,10 @@ class EntityflowClient:
         r = self._get("/workflows", params)
         return list(r["executions"]), r["next_after"]
 
-    def openapi(self) -> dict[str, Any]:
-        """The API's OpenAPI document (which entities, workflows and queries it serves)."""
-        return self._get("/openapi.json")
+    def workflow_timeline(self, workflow: WorkflowRef, workflow_id: str, /) -> dict[str, Any]:
+        """The execution's saga timeline: entries on a time axis, pending compensations,
+        what it waits on, and its memo (rebuilt by a replay)."""
+        return self._get(f"/workflows/{_workflow(workflow)}/{workflow_id}/timeline")
 
     # -- dead letters ---------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from api.client import ApiError, EntityflowClient
+from api.client import ApiError, EntityflowClient, NotFoundError
 from api.settings import Settings
 
 __all__ = ["default_url", "operator_parsers"]
@@ -35,9 +35,15 @@ def default_url(settings: Settings | None = None) -> str:
     return f"http://{host}:{s.api_port}"
 
 
+def _printable(value: Any) -> str:
+    """A value as one line with no control characters: entity ids, errors and payloads
+    are user input, and an escape sequence in them must not reach the operator's terminal."""
+    text = " ".join(str(value).split())
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _cell(value: Any) -> str:
-    text = "-" if value is None or value == "" else str(value)
-    text = " ".join(text.split())  # one line per row, whatever the value holds
+    text = "-" if value is None or value == "" else _printable(value)
     return text if len(text) <= CELL else text[: CELL - 3] + "..."
 
 
@@ -116,26 +122,13 @@ def workflows_list(client: EntityflowClient, args: argparse.Namespace) -> None:
         print(f"more: --after {after}")
 
 
-def _queries(client: EntityflowClient, workflow_type: str, workflow_id: str) -> dict[str, Any]:
-    """The results of the workflow's queries that take no arguments (its memo, its stage)."""
+def _timeline(client: EntityflowClient, workflow_type: str, workflow_id: str) -> dict[str, Any]:
+    """The timeline's memo and what the execution waits on ({} from a server without it)."""
     try:
-        paths = client.openapi().get("paths", {})
-    except ApiError:
+        found = client.workflow_timeline(workflow_type, workflow_id)
+    except NotFoundError:
         return {}
-    prefix = f"/workflows/{workflow_type}/{{workflow_id}}/queries/"
-    found: dict[str, Any] = {}
-    for path, ops in sorted(paths.items()):
-        get = ops.get("get") if isinstance(ops, dict) else None
-        if not path.startswith(prefix) or get is None:
-            continue
-        if any(p.get("in") == "query" for p in get.get("parameters", [])):
-            continue
-        name = path[len(prefix) :]
-        try:
-            found[name] = client.query_workflow(workflow_type, workflow_id, name)
-        except ApiError as exc:
-            found[name] = f"({exc.error})"
-    return found
+    return {"memo": found.get("memo"), "waiting_on": found.get("waiting_on") or []}
 
 
 def workflows_show(client: EntityflowClient, args: argparse.Namespace) -> None:
@@ -146,9 +139,9 @@ def workflows_show(client: EntityflowClient, args: argparse.Namespace) -> None:
         page, after = client.workflow_history(args.type, args.id, after=after, limit=100)
         events += [e.model_dump(mode="json") for e in page]
     events = events[: args.history]
-    queries = _queries(client, args.type, args.id)
+    timeline = _timeline(client, args.type, args.id)
     if args.json:
-        _print_json({"status": status, "queries": queries, "history": events})
+        _print_json({"status": status, **timeline, "history": events})
         return
     print(f"{status['workflow_type']}/{status['workflow_id']}: {status['status']}")
     for key in ("started_at", "updated_at", "error", "failed_compensation", "result"):
@@ -156,8 +149,10 @@ def workflows_show(client: EntityflowClient, args: argparse.Namespace) -> None:
             print(f"  {key.replace('_', ' ')}: {_cell(status[key])}")
     if status.get("parked"):
         print(f"  parked: {_cell(status['parked'])}")
-    for name, value in queries.items():
-        print(f"  {name}: {_cell(value)}")
+    if timeline.get("waiting_on"):
+        print(f"  waiting on: {_cell(', '.join(timeline['waiting_on']))}")
+    for name, value in (timeline.get("memo") or {}).items():
+        print(f"  memo {name}: {_cell(value)}")
     print("\nsteps:")
     steps = [
         (s["seq"], s["address"], s["command"], s["status"], s.get("attempts"), s.get("error"))
@@ -222,7 +217,7 @@ def deadletters_show(client: EntityflowClient, args: argparse.Namespace) -> None
         return
     for key, value in found.items():
         shown = json.dumps(value) if isinstance(value, dict) else value
-        print(f"{key.replace('_', ' ')}: {'-' if shown is None else shown}")
+        print(f"{key.replace('_', ' ')}: {'-' if shown is None else _printable(shown)}")
 
 
 def deadletters_redrive(client: EntityflowClient, args: argparse.Namespace) -> None:
@@ -257,7 +252,7 @@ def operator_parsers(sub: Any) -> None:
     listing.add_argument("--limit", type=int, default=50, help="at most N (default 50)")
     listing.add_argument("--after", default=None, help="the `more: --after` of the last page")
     listing.set_defaults(func=_run(workflows_list))
-    show = wf_sub.add_parser("show", help="status, queries (memo, stage), steps, history")
+    show = wf_sub.add_parser("show", help="status, memo (its stage), steps, history")
     cancel = wf_sub.add_parser("cancel", help="cancel an execution (runs its compensations)")
     for p in (show, cancel):
         p.add_argument("type", help="the workflow type, e.g. Order")

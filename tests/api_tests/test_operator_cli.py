@@ -89,7 +89,7 @@ def test_workflows_list_show_and_cancel(make_stack: StackFactory) -> None:
         assert shown.returncode == 0, shown.stderr
         out = shown.stdout
         assert out.splitlines()[0] == f"Transfer/{wid}: running"
-        assert "stage: waiting" in out  # the workflow's own query: its memo
+        assert "memo stage: waiting" in out  # what the code keeps (ctx.memo)
         assert f"Account/{source}" in out and "withdraw" in out  # the step
         assert "history:" in out and "VERSION" in out
 
@@ -98,7 +98,10 @@ def test_workflows_list_show_and_cancel(make_stack: StackFactory) -> None:
         assert f"cancel of Transfer/{wid} recorded" in cancelled.stdout
         _wait_status(stack, "Transfer", wid, "compensated")
         after = entityflow("workflows", "show", "Transfer", wid, "--json", *url)
-        assert json.loads(after.stdout)["status"]["status"] == "compensated"
+        shown_json = json.loads(after.stdout)
+        assert shown_json["status"]["status"] == "compensated"
+        assert shown_json["memo"]["stage"] == "waiting"  # where it was when cancelled
+        assert shown_json["history"][0]["type"] == "wf.Started"
 
         missing = entityflow("workflows", "show", "Transfer", "no-such-id", *url)
         assert missing.returncode == 1
@@ -161,6 +164,7 @@ def test_the_default_url_follows_the_api_settings() -> None:
     [
         ([], "(none)"),
         ([("a", None), ("long-value", "x\ny")], "K           V\na           -\nlong-value  x y"),
+        ([("\x1b[2Jwiped", "\x07bell")], "K          V\n?[2Jwiped  ?bell"),
     ],
 )
 def test_tables_pad_columns_and_keep_one_line_per_row(
