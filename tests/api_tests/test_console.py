@@ -340,8 +340,9 @@ def test_the_console_modules_render_what_the_api_answers_and_escape_it(stack: St
     assert out["versions"] == [1, 2, 1, None]  # version 1 of 2; history paged one by one
     assert out["listed"] == 1
     assert out["timelineStatus"] == "compensated"
-    assert out["deadLettersAvailable"] is False  # this server has no dead-letter routes
-    assert "not available on this server" in out["deadLetters"]
+    assert out["deadLettersAvailable"] is True  # this server has the dead-letter routes
+    assert "<h2>Dead letters</h2>" in out["deadLetters"]
+    assert "not available on this server" not in out["deadLetters"]
     assert out["missing"]["status"] == 404
     assert "has not started" in out["missing"]["html"]
     assert out["filled"] == "/entities/A/a%2Fb%3Fc%23d"
@@ -448,7 +449,8 @@ def test_the_console_app_routes_its_pages_and_decides_an_approval(stack: Stack) 
     assert f"GET /workflows/Order/{order}/timeline" in calls
     assert "version 2 of 2" in pages["entity"] and "version 1 of 2" in pages["version"]
     assert refund in pages["approvals"] and "Approve" in pages["approvals"]
-    assert "not available on this server" in pages["deadletters"]
+    assert "<h2>Dead letters</h2>" in pages["deadletters"]  # the routes exist here
+    assert "not available on this server" not in pages["deadletters"]
     assert "no page nowhere" in pages["unknown"]
     assert 'class="error"' in pages["missing"] and "HTTP 404" in pages["missing"]
     assert 'data-form="entity"' in pages["missing"]  # the picker stays, to try another id
