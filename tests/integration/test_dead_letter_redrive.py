@@ -68,12 +68,14 @@ def api(pg_url: str, kafka_bootstrap: str, namespace: str) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
+        died = process.poll()
         process.send_signal(signal.SIGINT)
         try:
-            process.communicate(timeout=60)
+            out, _ = process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.communicate()
+            out, _ = process.communicate()
+        assert died is None, f"entityflow serve died during the test ({died}):\n{out[-4000:]}"
 
 
 def entityflow(*args: str) -> subprocess.CompletedProcess[str]:
@@ -86,6 +88,12 @@ def entityflow(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def _http(url: str) -> httpx.Client:
+    """A connection per request: the CLI and a worker restart leave long pauses between
+    requests, and a kept-alive connection that uvicorn closes meanwhile is reset."""
+    return httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_keepalive_connections=0))
 
 
 def _ok(r: httpx.Response, status: int = 200) -> Any:
@@ -113,7 +121,7 @@ def test_a_crashed_command_is_redriven_once_after_the_fix_on_kafka_and_postgres(
     workers.append(worker)
     worker.wait_assigned()
     log = outputs(worker)
-    with httpx.Client(base_url=api, timeout=60) as http:
+    with _http(api) as http:
         cid = _ok(http.post("/entities/Parcel/p-7/signals/ship", json={}), 202)["command_id"]
         wait_until(lambda: _status(http, cid) == "dead_lettered", 60, "the crash", context=log)
 
@@ -166,8 +174,7 @@ def test_a_crashed_command_is_redriven_once_after_the_fix_on_kafka_and_postgres(
         )
         workers.append(restarted)
         restarted.wait_assigned()
-    # A new connection: uvicorn closed the idle one while the worker restarted.
-    with httpx.Client(base_url=api, timeout=60) as http:
+    with _http(api) as http:
         _ok(http.post("/entities/Parcel/p-7/updates/label", json={}))
         assert _shipped_events(http, "p-7") == 1
         assert _status(http, cid) == "applied"
