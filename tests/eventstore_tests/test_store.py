@@ -6,6 +6,7 @@ Every test body runs on both backends through the ``store_url`` fixture.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -139,6 +140,21 @@ def test_a_taken_version_fails_the_whole_commit(store: Store) -> None:
 def test_a_recorded_command_id_fails_the_whole_commit(store: Store) -> None:
     store.commit(Commit(events=_events("a", [1]), outcomes=[_outcome("c1")]))
     with pytest.raises(ConcurrencyConflictError):
+        store.commit(Commit(events=_events("a", [2], start=2), outcomes=[_outcome("c1", 2)]))
+    assert store.last_version("a") == 1
+    outcome = store.outcome("c1")
+    assert outcome is not None and outcome.version == 1
+
+
+def test_only_a_dead_lettered_outcome_is_replaced_by_a_later_one(store: Store) -> None:
+    """A re-driven command records its new outcome over ``dead_lettered``, and only there."""
+    parked = replace(_outcome("c1", 0), status="dead_lettered", error="RuntimeError: bug")
+    store.commit(Commit(outcomes=[parked]))
+    store.commit(Commit(events=_events("a", [1]), outcomes=[_outcome("c1", 1, result=7)]))
+    outcome = store.outcome("c1")
+    assert outcome is not None and (outcome.status, outcome.result) == ("applied", 7)
+    assert outcome.error is None
+    with pytest.raises(ConcurrencyConflictError):  # applied stays applied: nothing twice
         store.commit(Commit(events=_events("a", [2], start=2), outcomes=[_outcome("c1", 2)]))
     assert store.last_version("a") == 1
     outcome = store.outcome("c1")
