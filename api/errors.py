@@ -47,6 +47,7 @@ from sagas import (
     WorkflowClosedError,
     WorkflowNotFoundError,
     WorkflowParkedError,
+    WorkflowRefusedError,
 )
 
 log = logging.getLogger("entityflow.api")
@@ -152,6 +153,13 @@ _MAPPING: list[tuple[tuple[type[BaseException], ...], int, str, str]] = [
         "workflow_closed",
         "the execution has finished or is compensating and takes no more signals or "
         "cancellation; read its status at GET /workflows/{type}/{id}",
+    ),
+    (
+        (WorkflowRefusedError,),
+        409,
+        "workflow_refused",
+        "the execution refused it and recorded nothing; the message says why (an update's "
+        "validator, or a repair that does not fit its status at GET /workflows/{type}/{id})",
     ),
     (
         (InvalidWorkflowInputError,),

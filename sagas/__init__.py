@@ -51,6 +51,7 @@ from sagas.errors import (
     WorkflowError,
     WorkflowNotFoundError,
     WorkflowParkedError,
+    WorkflowRefusedError,
 )
 from sagas.fold import (
     FINAL_STATUSES,
@@ -122,6 +123,7 @@ __all__ = [
     "WorkflowKind",
     "WorkflowNotFoundError",
     "WorkflowParkedError",
+    "WorkflowRefusedError",
     "WorkflowView",
     "activity",
     "activity_info",

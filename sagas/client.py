@@ -33,6 +33,7 @@ from sagas.protocol import (
     repair_envelope,
     signal_envelope,
     start_envelope,
+    update_envelope,
     verdict,
 )
 from sagas.repairs import RepairAction
@@ -129,6 +130,31 @@ class WorkflowClient:
             wf, workflow_id, reason, reply_to=self.sender.route, command_id=command_id
         )
         return await self._ask(env, timeout)
+
+    async def update(
+        self,
+        workflow: Workflow[Any, Any],
+        workflow_id: str,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        command_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run the update ``name`` on a running execution and return its result.
+
+        Raises :class:`~sagas.WorkflowRefusedError` when its validator or handler refused
+        it, :class:`~sagas.InvalidWorkflowInputError` for arguments that do not fit; in
+        both cases nothing was recorded.
+        """
+        wf = self.definition(workflow)
+        spec = wf.update_spec(name)
+        body = spec.parse(args).model_dump(mode="json")
+        env = update_envelope(
+            wf, workflow_id, spec.name, body, reply_to=self.sender.route, command_id=command_id
+        )
+        outcome = await self._ask(env, timeout)
+        return spec.result_adapter.validate_python(outcome.result)
 
     async def repair(
         self,

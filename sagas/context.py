@@ -181,6 +181,8 @@ class EngineView(Protocol):
 
     def next_seq(self) -> int: ...
 
+    def wait_condition(self, predicate: Callable[[], bool], what: str) -> Pending[None]: ...
+
 
 class CompensationScope:
     """``with ctx.compensation(...):`` registers on entry and guards the calls inside.
@@ -380,6 +382,24 @@ class WorkflowContext:
             return waiting
         timer = self._engine.start_timer(timeout, f"timeout of signal {signal.name}")
         return _or_timeout(self.first(waiting, timer), waiting, f"signal {signal.name!r}", timeout)
+
+    def wait_condition(
+        self, predicate: Callable[[], bool], *, timeout: timedelta | None = None
+    ) -> Pending[None]:
+        """Wait until ``predicate()`` holds: a function of the workflow's own state (its
+        memo, its locals), which updates (``@workflow.update``) and the code change.
+
+        It is checked now and after everything the execution takes in, so it must be
+        deterministic and cheap. With ``timeout``, raises :class:`~sagas.WaitTimedOut`
+        where it is awaited if the condition has not held by then.
+        """
+        if not callable(predicate):
+            raise WorkflowError(f"ctx.wait_condition takes a function, got {predicate!r}")
+        waiting = self._engine.wait_condition(predicate, "condition")
+        if timeout is None or waiting.done:
+            return waiting
+        timer = self._engine.start_timer(timeout, "timeout of a condition")
+        return _or_timeout(self.first(waiting, timer), waiting, "condition", timeout)
 
     def sleep(self, delay: timedelta | datetime) -> Pending[None]:
         """A durable timer: await it to sleep for ``delay`` (or until an aware datetime).

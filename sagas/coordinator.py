@@ -71,10 +71,13 @@ from sagas.history import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
 )
 from sagas.protocol import Refusal
 from sagas.repairs import repair_refusal
 from sagas.replayer import replay
+from sagas.updates import UpdateRefusedError
 
 log = logging.getLogger("entityflow.sagas")
 ACTOR_ROUTE = "actor:"
@@ -329,6 +332,7 @@ class WorkflowActor:
             "due": self._on_due,
             "child_done": self._on_child_done,
             "repair": self._on_repair,
+            "update": self._on_update,
         }
 
     def _on_start(self, env: Envelope, now: datetime) -> Turn:
@@ -457,6 +461,29 @@ class WorkflowActor:
         self._apply([event], now)
         return Turn(events=[event], status=None)
 
+    def _on_update(self, env: Envelope, now: datetime) -> Turn:
+        """A caller's update: checked, rehearsed on a copy of the memo, and only then
+        recorded and applied; its result is the command's result."""
+        refused = self._refusal("updates")
+        if refused is not None:
+            return refused
+        engine = self.engine
+        assert engine is not None
+        if engine.phase != "running":
+            error = f"{self.address} is {engine.phase} and takes no more updates"
+            return Turn(status="rejected", error=error, code=Refusal.CLOSING)
+        try:
+            spec = self.kind.definition.update_spec(str(env.args.get("name")))
+            parsed = spec.parse(env.args.get("args"))
+        except (UnknownWorkflowError, InvalidWorkflowInputError) as exc:
+            return Turn(status="invalid", error=str(exc))
+        try:
+            spec.rehearse(engine.record.query_view(engine.memo), parsed)
+        except UpdateRefusedError as exc:
+            return Turn(status="rejected", error=str(exc), code=Refusal.UPDATE_REFUSED)
+        event = UpdateAccepted(at=now, name=spec.name, args=parsed.model_dump(mode="json"))
+        return self._feed(event, now, status="applied")
+
     def _on_repair(self, env: Envelope, now: datetime) -> Turn:
         """A person retries or skips the compensation that ran out of attempts; refused,
         with nothing recorded, unless this execution failed on exactly that one."""
@@ -569,6 +596,8 @@ class WorkflowActor:
         if engine.final and any(isinstance(d, FINAL_DECISIONS) for d in decisions):
             outbox += self._child_done()
         result = self._started_result() if isinstance(event, Started) else None
+        if isinstance(event, UpdateAccepted):
+            result = next(d.result for d in decisions if isinstance(d, UpdateCompleted))
         return Turn(
             events=events,
             status=status,

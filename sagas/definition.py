@@ -33,6 +33,7 @@ from actors import check_entity_id
 from eventstore import details, explain
 from sagas.errors import InvalidWorkflowInputError, UnknownWorkflowError, WorkflowDefinitionError
 from sagas.signals import Signal
+from sagas.updates import UpdateSpec
 
 if TYPE_CHECKING:
     from sagas.context import WorkflowContext
@@ -127,6 +128,7 @@ class Workflow(Generic[I, O]):
         self.signals: dict[str, Signal[Any]] = {}
         self._run: Callable[[WorkflowContext, I], Awaitable[O]] | None = None
         self.queries: dict[str, QuerySpec] = {}
+        self.updates: dict[str, UpdateSpec] = {}
 
     def __repr__(self) -> str:
         return f"Workflow({self.name!r})"
@@ -190,25 +192,80 @@ class Workflow(Generic[I, O]):
         return self._add_query(fn, name)
 
     def _add_query(self, fn: F, name: str | None) -> F:
-        if not inspect.isfunction(fn) or inspect.iscoroutinefunction(fn):
-            raise WorkflowDefinitionError(
-                f"@{self.name}.query {fn!r} must be a plain (synchronous) function of the view"
-            )
-        query_name = name or fn.__name__
-        if not _HANDLER.match(query_name):
-            raise WorkflowDefinitionError(
-                f"query name {query_name!r} must be a letter followed by up to 63 letters, "
-                "digits or underscores"
-            )
+        query_name, args_model, result, doc = self._handler_parts("query", fn, name)
         if query_name in self.queries:
             raise WorkflowDefinitionError(f"workflow {self.name} has two queries {query_name!r}")
+        self.queries[query_name] = QuerySpec(
+            name=query_name, fn=fn, args_model=args_model, result_adapter=result, doc=doc
+        )
+        return fn
+
+    @overload
+    def update(self, fn: F, /) -> F: ...
+    @overload
+    def update(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        validator: Callable[..., None] | None = None,
+    ) -> Callable[[F], F]: ...
+    def update(
+        self,
+        fn: Any = None,
+        /,
+        *,
+        name: str | None = None,
+        validator: Callable[..., None] | None = None,
+    ) -> Any:
+        """Mark ``def u(view, **args) -> T`` as an update: it may change ``view.memo`` and
+        returns its result to the caller. ``validator(view, **args)`` raises to refuse an
+        update before anything is recorded."""
+        if fn is None:
+            return lambda f: self._add_update(f, name, validator)
+        return self._add_update(fn, name, validator)
+
+    def _add_update(self, fn: F, name: str | None, validator: Callable[..., None] | None) -> F:
+        update_name, args_model, result, doc = self._handler_parts("update", fn, name)
+        if update_name in self.updates:
+            raise WorkflowDefinitionError(f"workflow {self.name} has two updates {update_name!r}")
+        if validator is not None and not callable(validator):
+            raise WorkflowDefinitionError(
+                f"@{self.name}.update {update_name}: validator must be a function of the view"
+            )
+        self.updates[update_name] = UpdateSpec(
+            name=update_name,
+            fn=fn,
+            args_model=args_model,
+            result_adapter=result,
+            validator=validator,
+            doc=doc,
+        )
+        return fn
+
+    def _handler_parts(
+        self, kind: str, fn: Callable[..., Any], name: str | None
+    ) -> tuple[str, type[BaseModel], TypeAdapter[Any], str]:
+        """A query's or update's name, argument model, result adapter and doc, from the
+        function's signature (the first argument is the view)."""
+        if not inspect.isfunction(fn) or inspect.iscoroutinefunction(fn):
+            raise WorkflowDefinitionError(
+                f"@{self.name}.{kind} {fn!r} must be a plain (synchronous) function of the view"
+            )
+        handler_name = name or fn.__name__
+        if not _HANDLER.match(handler_name):
+            raise WorkflowDefinitionError(
+                f"{kind} name {handler_name!r} must be a letter followed by up to 63 letters, "
+                "digits or underscores"
+            )
         params = list(inspect.signature(fn).parameters.values())
         if not params or params[0].kind not in (
             params[0].POSITIONAL_ONLY,
             params[0].POSITIONAL_OR_KEYWORD,
         ):
             raise WorkflowDefinitionError(
-                f"@{self.name}.query {fn.__qualname__} must take the view as its first argument"
+                f"@{self.name}.{kind} {fn.__qualname__} must take the view as its first argument"
             )
         try:
             hints = typing.get_type_hints(fn, include_extras=True)
@@ -220,28 +277,22 @@ class Workflow(Generic[I, O]):
         for p in params[1:]:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name not in hints:
                 raise WorkflowDefinitionError(
-                    f"@{self.name}.query {fn.__qualname__}: argument {p.name!r} must be named "
+                    f"@{self.name}.{kind} {fn.__qualname__}: argument {p.name!r} must be named "
                     "and typed"
                 )
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (hints[p.name], default)
         if "return" not in hints:
             raise WorkflowDefinitionError(
-                f"@{self.name}.query {fn.__qualname__} needs a return annotation"
+                f"@{self.name}.{kind} {fn.__qualname__} needs a return annotation"
             )
         args_model = create_model(
-            f"{self.name.replace('.', '_')}_{query_name}_query_args",
+            f"{self.name.replace('.', '_')}_{handler_name}_{kind}_args",
             __config__=ConfigDict(extra="forbid"),
             **fields,
         )
-        self.queries[query_name] = QuerySpec(
-            name=query_name,
-            fn=fn,
-            args_model=args_model,
-            result_adapter=TypeAdapter(hints["return"]),
-            doc=inspect.cleandoc(fn.__doc__ or ""),
-        )
-        return fn
+        doc = inspect.cleandoc(fn.__doc__ or "")
+        return handler_name, args_model, TypeAdapter(hints["return"]), doc
 
     # -- what the engine, the coordinator and the client use --------------------------
 
@@ -302,6 +353,15 @@ class Workflow(Generic[I, O]):
 
     def decode_signal(self, name: str, payload: Any) -> Any:
         return self.signal_adapter(name).validate_python(payload)
+
+    def update_spec(self, name: str) -> UpdateSpec:
+        spec = self.updates.get(name)
+        if spec is None:
+            raise UnknownWorkflowError(
+                f"workflow {self.name} has no update named {name!r}; its updates are: "
+                + (", ".join(sorted(self.updates)) or "(none)")
+            )
+        return spec
 
     def query_spec(self, name: str) -> QuerySpec:
         spec = self.queries.get(name)

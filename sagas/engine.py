@@ -59,6 +59,8 @@ from sagas.history import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
 )
 from sagas.local_activities import LOCAL_ROUTE, LocalAttempts
 
@@ -113,6 +115,7 @@ class Engine:
         self._timers: dict[int, Pending[None]] = {}
         self._children: dict[int, ParentClose] = {}
         self._signal_guards: dict[str, Callable[[Any], str | None]] = {}
+        self._conditions: list[tuple[Callable[[], bool], Pending[None]]] = []
         self.local = LocalAttempts(self)
         self.recorded_patches: frozenset[str] = frozenset()
         """While replaying: the change ids the history took the new branch of."""
@@ -161,6 +164,9 @@ class Engine:
         elif isinstance(event, CancelRequested):
             self.record.apply(event, event.at)
             self._cancel(event)
+        elif isinstance(event, UpdateAccepted):
+            self.record.apply(event, event.at)
+            self._update(event)
         elif isinstance(event, CompensationRepaired):
             self.record.apply(event, event.at)  # compensating again: _settle goes on
         else:
@@ -291,6 +297,35 @@ class Engine:
             self._signals.setdefault(event.name, deque()).append(value)
         self._drive()
 
+    def _update(self, event: UpdateAccepted) -> None:
+        """Run the handler on the memo (checked beforehand, so it is expected to succeed;
+        on replay it runs again), record its result, and let the code see the change."""
+        spec = self.definition.update_spec(event.name)
+        result = spec.apply(self.record.query_view(self.memo), event.args)
+        self._emit(UpdateCompleted(name=event.name, result=result))
+        self._drive()
+
+    def wait_condition(self, predicate: Callable[[], bool], what: str) -> Pending[None]:
+        self._active("wait for conditions")
+        pending: Pending[None] = Pending(what)
+        if predicate():
+            pending.resolve(None)
+            return pending
+        entry = (predicate, pending)
+        self._conditions.append(entry)
+        pending.on_abandon(
+            lambda: self._conditions.remove(entry) if entry in self._conditions else None
+        )
+        return pending
+
+    def _check_conditions(self) -> bool:
+        """Resolve the waits whose condition now holds; True if any did."""
+        met = [(p, w) for p, w in self._conditions if p()]
+        for entry in met:
+            self._conditions.remove(entry)
+            entry[1].resolve(None)
+        return bool(met)
+
     def _timer_fired(self, event: TimerFired) -> None:
         handle = self._timers.pop(event.seq, None)
         if handle is not None:
@@ -395,7 +430,7 @@ class Engine:
                         "run inside a workflow)"
                     )
                     continue
-                if not awaited.done:
+                if not awaited.done and not (self._check_conditions() and awaited.done):
                     return
         finally:
             self._driving = False

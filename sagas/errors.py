@@ -48,6 +48,16 @@ class WorkflowClosedError(SagasError):
         self.reason = reason
 
 
+class WorkflowRefusedError(SagasError):
+    """The execution looked at the request and refused it (an update's validator, a repair
+    that does not fit); nothing was recorded."""
+
+    def __init__(self, command_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.command_id = command_id
+        self.reason = reason
+
+
 class StepFailed(SagasError):  # noqa: N818 - what a workflow catches: the verdict on a step
     """A call made by a workflow did not take effect.
 

@@ -91,6 +91,14 @@ class CancelRequested(InputEvent):
     reason: str = ""
 
 
+class UpdateAccepted(InputEvent):
+    """A caller's update passed its checks: the handler changes the memo (again on replay)."""
+
+    event_type = "wf.UpdateAccepted"
+    name: str
+    args: JSONDict
+
+
 class CompensationRepaired(InputEvent):
     """A person repaired the compensation that ran out of attempts: it is tried again
     (with a fresh retry budget) or skipped, and the saga goes on undoing the rest."""
@@ -209,6 +217,20 @@ class Compensated(Decision):
 
     def describe(self) -> str:
         return "the end of compensation"
+
+
+class UpdateCompleted(Decision):
+    """What an update's handler returned to its caller."""
+
+    event_type = "wf.UpdateCompleted"
+    name: str
+    result: Any = None
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.name)
+
+    def describe(self) -> str:
+        return f"update {self.name}"
 
 
 class Failed(Decision):
@@ -348,6 +370,8 @@ HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     SignalReceived,
     CancelRequested,
     CompensationRepaired,
+    UpdateAccepted,
+    UpdateCompleted,
     TimerFired,
     ChildCompleted,
     ChildCancelRequested,

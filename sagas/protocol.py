@@ -19,13 +19,14 @@ from typing import Any
 
 from actors import Envelope, HandlerCrashedError, new_command_id
 from actors.envelopes import prevalidated
-from eventstore import Outcome
+from eventstore import JSONDict, Outcome
 from sagas.definition import AnyWorkflow
 from sagas.errors import (
     InvalidWorkflowInputError,
     WorkflowClosedError,
     WorkflowNotFoundError,
     WorkflowParkedError,
+    WorkflowRefusedError,
 )
 
 
@@ -39,6 +40,8 @@ class Refusal(StrEnum):
     """It is compensating: it takes no more signals."""
     PARKED = "parked"
     """Its history no longer replays with the deployed code."""
+    UPDATE_REFUSED = "update_refused"
+    """An update's validator or handler refused it; nothing was recorded."""
     NOT_REPAIRABLE = "not_repairable"
     """A compensation repair that does not fit: not failed, not the failed one, no reason."""
 
@@ -94,6 +97,26 @@ def cancel_envelope(
     )
 
 
+def update_envelope(
+    wf: AnyWorkflow,
+    workflow_id: str,
+    name: str,
+    args: JSONDict,
+    *,
+    reply_to: str | None,
+    command_id: str | None = None,
+) -> Envelope:
+    """A caller's update of a running execution; its outcome carries the result."""
+    return prevalidated(
+        command_id or new_command_id(),
+        wf.address(workflow_id),
+        "control",
+        "update",
+        {"name": name, "args": args},
+        reply_to,
+    )
+
+
 def repair_envelope(
     wf: AnyWorkflow,
     workflow_id: str,
@@ -129,4 +152,6 @@ def verdict(outcome: Outcome[Any]) -> Outcome[Any]:
         raise WorkflowNotFoundError(reason)
     if code == Refusal.PARKED:
         raise WorkflowParkedError(reason)
+    if code in (Refusal.UPDATE_REFUSED, Refusal.NOT_REPAIRABLE):
+        raise WorkflowRefusedError(outcome.command_id, reason)
     raise WorkflowClosedError(outcome.command_id, reason)

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from pydantic import BaseModel
 
-from sagas import Workflow, WorkflowClosedError, WorkflowContext
+from sagas import Workflow, WorkflowContext, WorkflowRefusedError
 from sagas.replayer import replay
 from sagas.timeline import build_timeline
 from tests.sagas_tests.conftest import ALL_WORKFLOWS, Shop, ShopFactory
@@ -106,17 +106,17 @@ async def test_a_skipped_compensation_is_recorded_with_its_reason(shop: Shop) ->
 async def test_a_repair_that_does_not_fit_is_refused_and_leaves_no_trace(shop: Shop) -> None:
     wid, older, failed = await _failed(shop, "mend-no")
     before = len(shop.workflows.history(mend, wid))
-    with pytest.raises(WorkflowClosedError, match=f"did not fail; the failed one is #{failed}"):
+    with pytest.raises(WorkflowRefusedError, match=f"did not fail; the failed one is #{failed}"):
         await shop.workflows.repair(mend, wid, older, "retry")
-    with pytest.raises(WorkflowClosedError, match="no compensation #999"):
+    with pytest.raises(WorkflowRefusedError, match="no compensation #999"):
         await shop.workflows.repair(mend, wid, 999, "retry")
-    with pytest.raises(WorkflowClosedError, match="a skip needs a reason"):
+    with pytest.raises(WorkflowRefusedError, match="a skip needs a reason"):
         await shop.workflows.repair(mend, wid, failed, "skip", "  ")
     assert len(shop.workflows.history(mend, wid)) == before
     # once compensated there is nothing left to repair
     await shop.workflows.repair(mend, wid, failed, "skip", "undone elsewhere")
     await shop.workflows.wait(mend, wid, timeout=20)
-    with pytest.raises(WorkflowClosedError, match="is compensated: only a failed execution"):
+    with pytest.raises(WorkflowRefusedError, match="is compensated: only a failed execution"):
         await shop.workflows.repair(mend, wid, failed, "retry")
 
 
