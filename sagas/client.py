@@ -148,13 +148,29 @@ class WorkflowClient:
         both cases nothing was recorded.
         """
         wf = self.definition(workflow)
+        outcome = await self.update_outcome(
+            wf, workflow_id, name, args, command_id=command_id, timeout=timeout
+        )
+        return wf.update_spec(name).result_adapter.validate_python(outcome.result)
+
+    async def update_outcome(
+        self,
+        workflow: Workflow[Any, Any],
+        workflow_id: str,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        command_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Outcome[Any]:
+        """:meth:`update`, its result left in JSON form in the outcome (for the HTTP edge)."""
+        wf = self.definition(workflow)
         spec = wf.update_spec(name)
         body = spec.parse(args).model_dump(mode="json")
         env = update_envelope(
             wf, workflow_id, spec.name, body, reply_to=self.sender.route, command_id=command_id
         )
-        outcome = await self._ask(env, timeout)
-        return spec.result_adapter.validate_python(outcome.result)
+        return await self._ask(env, timeout)
 
     async def repair(
         self,

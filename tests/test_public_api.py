@@ -167,6 +167,7 @@ PUBLIC = {
         "WorkflowKind",
         "WorkflowNotFoundError",
         "WorkflowParkedError",
+        "WorkflowRefusedError",
         "WorkflowView",
         "activity",
         "activity_info",

@@ -108,6 +108,36 @@ class WorkflowGateway:
         canonical = _canonical(declared.encode(payload))
         return await self._keyed(key, path, canonical, uuid.uuid4().hex, wait, act)
 
+    async def update(
+        self,
+        wf: AnyWorkflow,
+        workflow_id: str,
+        name: str,
+        args: dict[str, Any],
+        *,
+        path: str,
+        key: str | None,
+        timeout: float | None,
+    ) -> Response:
+        """Run an update and answer with its result once the execution recorded it."""
+        wf.address(workflow_id)
+        spec = wf.update_spec(name)
+        spec.parse(args)  # a 422 before anything is sent
+        wait = timeout if timeout is not None else self.default_timeout
+
+        async def act(command_id: str) -> Response:
+            asked = self.client.update_outcome(
+                wf, workflow_id, name, args, command_id=command_id, timeout=wait
+            )
+            outcome = await self._outcome(
+                wf, f"update {name}", asked, workflow_id, command_id, name
+            )
+            body = {"workflow_id": workflow_id, "command_id": command_id, "result": outcome.result}
+            return Response(pydantic_core.to_json(body), 200, media_type=JSON)
+
+        canonical = _canonical({"update": name, "args": args})
+        return await self._keyed(key, path, canonical, uuid.uuid4().hex, wait, act)
+
     async def cancel(
         self,
         wf: AnyWorkflow,
@@ -206,6 +236,20 @@ class WorkflowGateway:
         command_id: str,
         name: str,
     ) -> Response:
+        await self._outcome(wf, what, asked, workflow_id, command_id, name)
+        body = {"workflow_id": workflow_id, "command_id": command_id}
+        return Response(pydantic_core.to_json(body), 202, media_type=JSON)
+
+    async def _outcome(
+        self,
+        wf: AnyWorkflow,
+        what: str,
+        asked: Awaitable[Outcome[Any]],
+        workflow_id: str,
+        command_id: str,
+        name: str,
+    ) -> Outcome[Any]:
+        """The execution's verdict, counted; a timeout leaves the command_id to look up."""
         try:
             outcome = await asked
         except UpdateTimeoutError:
@@ -216,8 +260,7 @@ class WorkflowGateway:
             self.metrics.command(wf.type_name, what, "unavailable")
             raise
         self.metrics.command(wf.type_name, what, outcome.status)
-        body = {"workflow_id": workflow_id, "command_id": command_id}
-        return Response(pydantic_core.to_json(body), 202, media_type=JSON)
+        return outcome
 
 
 def _canonical(value: Any) -> bytes:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from api.openapi.schemas import example_value
 from sagas import ExecutionStatus, QuerySpec, Workflow
+from sagas.updates import UpdateSpec
 
 WORKFLOW_ID_PATTERN = r"^[^\s/\x00-\x1f\x7f]{1,100}$"
 WORKFLOW_ID_RULE = "1 to 100 characters, no '/', spaces or control characters"
@@ -154,6 +155,17 @@ def query_model(wf: AnyWorkflow, spec: QuerySpec) -> type[BaseModel]:
     model: type[BaseModel] = create_model(
         model_name(wf, spec.name, "query"),
         result=(result_type, Field(description="what the query returned")),
+    )
+    return model
+
+
+def update_model(wf: AnyWorkflow, spec: UpdateSpec) -> type[BaseModel]:
+    result_type: Any = typing.get_type_hints(spec.fn)["return"]
+    model: type[BaseModel] = create_model(
+        model_name(wf, spec.name, "update"),
+        workflow_id=(str, Field(description="the execution updated")),
+        command_id=(str, Field(description="the update's command id (GET /commands/{id})")),
+        result=(result_type, Field(description="what the update's handler returned")),
     )
     return model
 

@@ -43,6 +43,7 @@ from api.openapi.workflows import (
     start_example,
     start_model,
     status_model,
+    update_model,
 )
 from api.readers.workflows import WorkflowReader
 from api.routes.commands import IdempotencyKey, Timeout
@@ -159,6 +160,8 @@ class WorkflowRoutes:
                 self._signal(wf, name)
             for spec in wf.queries.values():
                 self._query(wf, spec.name)
+            for name in wf.updates:
+                self._update(wf, name)
             self._cancel(wf)
             self._repair(wf)
             self._history(wf)
@@ -261,6 +264,45 @@ class WorkflowRoutes:
             operation_id=f"signal_workflow_{wf.name}_{name}".replace(".", "_"),
             responses={
                 202: {"model": WorkflowCommandAccepted, "description": "recorded"},
+                **MESSAGE_ERRORS,
+            },
+        )
+
+    def _update(self, wf: AnyWorkflow, name: str) -> None:
+        gateway, spec = self.gateway, wf.update_spec(name)
+
+        async def update(
+            request: Request,
+            workflow_id: WorkflowId,
+            body: Any,
+            idempotency_key: IdempotencyKey = None,
+            timeout: Timeout = None,
+        ) -> Response:
+            return await gateway.update(
+                wf,
+                workflow_id,
+                name,
+                body.model_dump(mode="json"),
+                path=request.scope["path"],
+                key=idempotency_key,
+                timeout=timeout,
+            )
+
+        doc = spec.doc.splitlines()[0] if spec.doc else f"update {name}"
+        self._route(
+            wf,
+            f"/{{workflow_id}}/updates/{name}",
+            _with_body(update, Annotated[spec.args_model, Body()]),
+            methods=["POST"],
+            summary=f"{wf.name}.{name}: {doc}",
+            description=(
+                (spec.doc + "\n\n" if spec.doc else "")
+                + "Waits for the result. A refused update (its validator or handler raised) "
+                "is a 409 and leaves no trace in the history."
+            ),
+            operation_id=f"update_workflow_{wf.name}_{name}".replace(".", "_"),
+            responses={
+                200: {"model": update_model(wf, spec), "description": "the result"},
                 **MESSAGE_ERRORS,
             },
         )

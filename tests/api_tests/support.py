@@ -132,6 +132,18 @@ async def run_transfer(ctx: WorkflowContext, t: TransferInput) -> TransferResult
     return TransferResult(approved_by=approval.by, amount=t.amount)
 
 
+def _not_shouting(view: WorkflowView, text: str) -> None:
+    if text.isupper():
+        raise ValueError("no shouting in remarks")
+
+
+@transfer.update(validator=_not_shouting)
+def remark(view: WorkflowView, text: Annotated[str, Field(min_length=1, max_length=100)]) -> int:
+    """Add a remark to the transfer; returns how many it has."""
+    view.memo.setdefault("remarks", []).append(text)
+    return len(view.memo["remarks"])
+
+
 @transfer.query
 def stage(view: WorkflowView) -> str:
     """Where the transfer is: holding, waiting, paying, paid (or how it ended)."""
