@@ -264,6 +264,40 @@ class EntityflowClient:
         path = f"/workflows/{_workflow(workflow)}/{workflow_id}/cancel"
         return str(self._send(path, {"reason": reason}, idempotency_key, timeout)["command_id"])
 
+    def update_workflow(
+        self,
+        workflow: WorkflowRef,
+        workflow_id: str,
+        update: str,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        **args: Any,
+    ) -> Any:
+        """Run a workflow update; its result (typed when the definition is given)."""
+        path = f"/workflows/{_workflow(workflow)}/{workflow_id}/updates/{update}"
+        result = self._send(path, args, idempotency_key, timeout)["result"]
+        if isinstance(workflow, str):
+            return result
+        return workflow.update_spec(update).result_adapter.validate_python(result)
+
+    def repair_workflow(
+        self,
+        workflow: WorkflowRef,
+        workflow_id: str,
+        index: int,
+        action: str,
+        /,
+        reason: str = "",
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Retry or skip a failed execution's compensation; its command id once recorded."""
+        path = f"/workflows/{_workflow(workflow)}/{workflow_id}/compensations/{index}/{action}"
+        return str(self._send(path, {"reason": reason}, idempotency_key, timeout)["command_id"])
+
     def query_workflow(
         self, workflow: WorkflowRef, workflow_id: str, query: str, /, **args: Any
     ) -> Any:

@@ -186,6 +186,18 @@ def workflows_cancel(client: EntityflowClient, args: argparse.Namespace) -> None
     )
 
 
+def workflows_repair(client: EntityflowClient, args: argparse.Namespace) -> None:
+    command_id = client.repair_workflow(args.type, args.id, args.index, args.action, args.reason)
+    if args.json:
+        _print_json({"workflow_type": args.type, "workflow_id": args.id, "command_id": command_id})
+        return
+    print(
+        f"{args.action} of compensation #{args.index} of {args.type}/{args.id} recorded "
+        f"(command {command_id}); it goes on compensating: watch "
+        f"`entityflow workflows show {args.type} {args.id}`"
+    )
+
+
 # -- dead letters -----------------------------------------------------------------------
 
 
@@ -244,7 +256,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def operator_parsers(sub: Any) -> None:
     """Add ``workflows`` and ``deadletters`` (and their subcommands) to the CLI."""
-    wf = sub.add_parser("workflows", help="list, show and cancel workflow executions")
+    wf = sub.add_parser("workflows", help="list, show, cancel and repair workflow executions")
     wf_sub = wf.add_subparsers(dest="action", required=True)
     listing = wf_sub.add_parser("list", help="executions by type and status, paged")
     listing.add_argument("--type", default=None, help="only this workflow type")
@@ -254,13 +266,20 @@ def operator_parsers(sub: Any) -> None:
     listing.set_defaults(func=_run(workflows_list))
     show = wf_sub.add_parser("show", help="status, memo (its stage), steps, history")
     cancel = wf_sub.add_parser("cancel", help="cancel an execution (runs its compensations)")
-    for p in (show, cancel):
+    repair = wf_sub.add_parser(
+        "repair", help="retry or skip the compensation a failed execution could not finish"
+    )
+    for p in (show, cancel, repair):
         p.add_argument("type", help="the workflow type, e.g. Order")
         p.add_argument("id", help="the workflow id")
     show.add_argument("--history", type=int, default=200, help="at most N events (default 200)")
     show.set_defaults(func=_run(workflows_show))
     cancel.add_argument("--reason", default="", help="why (recorded with the cancellation)")
     cancel.set_defaults(func=_run(workflows_cancel))
+    repair.add_argument("index", type=int, help="the failed compensation's # (see show)")
+    repair.add_argument("action", choices=["retry", "skip"], help="run it again, or skip it")
+    repair.add_argument("--reason", default="", help="why (recorded; a skip needs one)")
+    repair.set_defaults(func=_run(workflows_repair))
 
     dl = sub.add_parser("deadletters", help="list dead letters and re-drive them")
     dl_sub = dl.add_subparsers(dest="action", required=True)
@@ -274,5 +293,5 @@ def operator_parsers(sub: Any) -> None:
         p.add_argument("id", help="the dead letter's id, as listed (e.g. 0-17)")
     dl_show.set_defaults(func=_run(deadletters_show))
     redrive.set_defaults(func=_run(deadletters_redrive))
-    for p in (listing, show, cancel, dl_list, dl_show, redrive):
+    for p in (listing, show, cancel, repair, dl_list, dl_show, redrive):
         _common(p)

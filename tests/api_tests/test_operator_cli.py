@@ -21,6 +21,7 @@ from api.operator_cli import default_url, table
 from api.settings import Settings
 from eventstore.kafka import free_port
 from tests.api_tests.conftest import Stack, StackFactory
+from tests.api_tests.test_routes_repairs import failed_payout
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,6 +107,22 @@ def test_workflows_list_show_and_cancel(make_stack: StackFactory) -> None:
         missing = entityflow("workflows", "show", "Transfer", "no-such-id", *url)
         assert missing.returncode == 1
         assert "404 workflow_not_found" in missing.stderr
+
+
+def test_workflows_repair_skips_a_failed_compensation(make_stack: StackFactory) -> None:
+    with make_stack() as stack:
+        wid, index, _ = failed_payout(stack)
+        url = ["--url", stack.url]
+        refused = entityflow("workflows", "repair", "Payout", wid, str(index), "skip", *url)
+        assert refused.returncode == 1
+        assert "409 workflow_refused" in refused.stderr and "needs a reason" in refused.stderr
+        done = entityflow(
+            "workflows", "repair", "Payout", wid, str(index), "skip", "--reason", "by hand", *url
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"skip of compensation #{index} of Payout/{wid} recorded" in done.stdout
+        status = _wait_status(stack, "Payout", wid, "compensated")
+        assert status["compensations"][0]["error"] == "skipped by an operator: by hand"
 
 
 def test_deadletters_list_show_and_redrive(make_stack: StackFactory) -> None:
