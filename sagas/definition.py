@@ -33,7 +33,7 @@ from actors import check_entity_id
 from eventstore import details, explain
 from sagas.errors import InvalidWorkflowInputError, UnknownWorkflowError, WorkflowDefinitionError
 from sagas.signals import Signal
-from sagas.updates import UpdateSpec
+from sagas.updates import UpdateSpec, parse_arguments
 
 if TYPE_CHECKING:
     from sagas.context import WorkflowContext
@@ -65,12 +65,7 @@ class QuerySpec:
     doc: str
 
     def parse(self, args: Mapping[str, Any] | None) -> BaseModel:
-        try:
-            return self.args_model.model_validate(dict(args or {}))
-        except ValidationError as exc:
-            raise InvalidWorkflowInputError(
-                f"invalid arguments for query {self.name}: {_explain(exc)}", _errors(exc)
-            ) from exc
+        return parse_arguments(f"query {self.name}", self.args_model, args)
 
     def evaluate(self, view: WorkflowView, args: Mapping[str, Any] | None) -> Any:
         parsed = self.parse(args)

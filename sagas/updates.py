@@ -29,11 +29,21 @@ from sagas.errors import InvalidWorkflowInputError, SagasError
 if TYPE_CHECKING:
     from sagas.fold import WorkflowView
 
-__all__ = ["UpdateRefusedError", "UpdateSpec"]
+__all__ = ["UpdateRefusedError", "UpdateSpec", "parse_arguments"]
 
 
 class UpdateRefusedError(SagasError):
     """The validator or the handler refused the update; nothing was recorded."""
+
+
+def parse_arguments(what: str, model: type[BaseModel], args: Mapping[str, Any] | None) -> BaseModel:
+    """A query's or update's arguments checked by its model; a clear error if not."""
+    try:
+        return model.model_validate(dict(args or {}))
+    except ValidationError as exc:
+        raise InvalidWorkflowInputError(
+            f"invalid arguments for {what}: {explain(exc)}", details(exc)
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -48,12 +58,7 @@ class UpdateSpec:
     doc: str
 
     def parse(self, args: Mapping[str, Any] | None) -> BaseModel:
-        try:
-            return self.args_model.model_validate(dict(args or {}))
-        except ValidationError as exc:
-            raise InvalidWorkflowInputError(
-                f"invalid arguments for update {self.name}: {explain(exc)}", details(exc)
-            ) from exc
+        return parse_arguments(f"update {self.name}", self.args_model, args)
 
     def rehearse(self, view: WorkflowView, args: BaseModel) -> None:
         """Steps 1 and 2: the validator, then the handler on a copy of the memo; raises
