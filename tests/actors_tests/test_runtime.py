@@ -265,10 +265,12 @@ def test_the_cache_is_bounded_and_evicted_actors_reload(store: Store) -> None:
 
 
 def test_idle_actors_are_passivated_and_reload_from_snapshots(store: Store) -> None:
-    d = Driver(store, ALL_ENTITIES, snapshot_every=2, idle_passivation=0.05)
+    # Idle for longer than a slow commit takes on a loaded machine (the commit itself
+    # passivates what has been idle that long).
+    d = Driver(store, ALL_ENTITIES, snapshot_every=2, idle_passivation=1.0)
     d.run([message(Counter, "c", "add", by=1) for _ in range(5)])
     assert d.runtime.cached == 1
-    time.sleep(0.1)
+    time.sleep(1.1)
     assert d.runtime.passivate_idle() == 1
     assert d.runtime.cached == 0
     stream = store.load("Counter/c", snapshot_type="Counter@1")
