@@ -63,6 +63,7 @@ class ApiContext:
     ) -> ApiContext:
         executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="entityflow-api")
         metrics = Metrics()
+        metrics.watch_store(store)
         ledger = RequestLedger(store)
         accepted = AcceptedLog(ledger)
 

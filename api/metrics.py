@@ -8,11 +8,15 @@ the label set stays bounded whatever ids clients send.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from eventstore import EventStoreError
 
 LATENCY_BUCKETS = (
     0.001,
@@ -82,8 +86,50 @@ class Metrics:
             counter = self._outcome_children[key] = self.outcomes.labels(*key)
         counter.inc()
 
+    def watch_store(self, store: CountingStore) -> None:
+        """Report the store's counts (executions by status, pending timers) when scraped."""
+        self.registry.register(StoreCounts(store))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class StoreCounts(Collector):
+    """What only the store knows, read when scraped: executions by workflow type and
+    status (running, compensating, parked, ... across every worker, which a worker's own
+    cache cannot tell) and the timers pending. One grouped query and one count per scrape;
+    a store that does not answer leaves these out of that scrape instead of failing it."""
+
+    def __init__(self, store: CountingStore) -> None:
+        self.store = store
+
+    def describe(self) -> list[Metric]:
+        return []  # read at scrape time only: registering must not query the store
+
+    def collect(self) -> list[Metric]:
+        executions = GaugeMetricFamily(
+            "entityflow_workflow_executions",
+            "Workflow executions by type and status, as the store holds them",
+            labels=["workflow_type", "status"],
+        )
+        timers = GaugeMetricFamily(
+            "entityflow_timers_pending", "Durable timers set and not yet fired, all actors"
+        )
+        try:
+            counts = self.store.count_executions()
+            pending = self.store.count_timers()
+        except EventStoreError:
+            return []
+        for (workflow_type, status), n in sorted(counts.items()):
+            executions.add_metric([workflow_type, status], n)
+        timers.add_metric([], pending)
+        return [executions, timers]
+
+
+class CountingStore(Protocol):
+    def count_executions(self) -> dict[tuple[str, str], int]: ...
+
+    def count_timers(self) -> int: ...
 
 
 class MetricsMiddleware:

@@ -30,7 +30,9 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         )
 
     async def metrics() -> Response:
-        return Response(ctx.metrics.exposition(), media_type=ctx.metrics.content_type)
+        # In a thread: the scrape reads the store's counts.
+        body = await ctx.run(ctx.metrics.exposition)
+        return Response(body, media_type=ctx.metrics.content_type)
 
     app.add_api_route(
         "/healthz", healthz, methods=["GET"], tags=["operations"], summary="The process is up"

@@ -259,6 +259,14 @@ class EntityflowSQLiteRecorder(SQLiteProcessRecorder):
         with self.datastore.transaction(commit=False) as c:
             return timers.sqlite_count(c)
 
+    def count_executions(self) -> dict[tuple[str, str], int]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT workflow_type, status, count(*) FROM ef_executions "
+                "GROUP BY workflow_type, status"
+            )
+            return {(str(r[0]), str(r[1])): int(r[2]) for r in c.fetchall()}
+
     def select_tails(self, after: Sequence[tuple[str, int]]) -> list[StoredEvent]:
         """The events of many streams after a version each, in one query per chunk."""
         found: list[StoredEvent] = []
@@ -493,6 +501,14 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
             curs.execute(timers.pg_count_query(self.timers_table))
             row = curs.fetchone()
         return int(row["n"]) if row is not None else 0
+
+    def count_executions(self) -> dict[tuple[str, str], int]:
+        query = SQL(
+            "SELECT workflow_type, status, count(*) AS n FROM {t} GROUP BY workflow_type, status"
+        ).format(t=self.executions_table)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query)
+            return {(r["workflow_type"], r["status"]): int(r["n"]) for r in curs.fetchall()}
 
     def select_latest_snapshots(self, wanted: Sequence[tuple[str, str]]) -> list[StoredEvent]:
         """The newest snapshot of each stream whose topic is the one asked for (one query)."""

@@ -323,6 +323,11 @@ class Store:
         with self._guarded("listing executions"):
             return self._recorder.select_executions(workflow_type, status, limit, after)
 
+    def count_executions(self) -> dict[tuple[str, str], int]:
+        """How many executions there are, by (workflow type, status): one grouped query."""
+        with self._guarded("counting executions"):
+            return self._recorder.count_executions()
+
     # -- timers --------------------------------------------------------------------
 
     def due_timers(
