@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from bench import (
     activities,
     broker,
+    children,
     http_sagas,
     http_workloads,
     inprocess,
@@ -64,6 +65,9 @@ SECTIONS: dict[str, Section] = {
         timers.run,
         "durable timers: lateness under W1, cost of 100,000 pending (Kafka)",
         default=False,
+    ),
+    "children": Section(
+        children.run, "fan-out: one parent, 1,000 children of 10 steps (in-process)", default=False
     ),
     "tracing": Section(
         tracing.run, "what tracing costs: in-process W1 updates, off and on", default=False
