@@ -107,7 +107,7 @@ def test_sagas_finish_when_the_broker_restarts_empty(
     broker.restart(wipe=True)  # it lost its data: commands, replies, topics, groups
     for w in workers:
         w.process.send_signal(signal.SIGCONT)
-    starter.join(180)
+    starter.join(360)  # a send may wait out its timeout while the empty broker heals
     assert len(shop.started) == SAGAS
     lost_starts = SAGAS - sum(statuses(shop).values())
 
