@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck unit bench clean postgres
+.PHONY: dev test lint typecheck unit bench clean postgres browser
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ typecheck: $(STAMP)
 postgres:
 	deploy/local/postgres.sh
 
-test: lint typecheck postgres
+# Headless Chromium and chromedriver for the console's browser test (Debian's packages):
+# installed by the project itself when missing.
+browser:
+	deploy/local/browser.sh
+
+test: lint typecheck postgres browser
 	$(BIN)/pytest
 
 unit: $(STAMP)
