@@ -215,7 +215,8 @@ def test_a_dead_letter_re_driven_from_the_console(
     def redriven(d: WebDriver) -> WebElement | bool:
         for tr in d.find_elements(By.CSS_SELECTOR, "main tbody tr"):
             try:
-                if letter["id"] in tr.text and "re-driven" in tr.text:
+                code = tr.find_element(By.TAG_NAME, "code").text
+                if code == letter["id"] and "re-driven" in tr.text:
                     return tr
             except Exception:
                 return False
