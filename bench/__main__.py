@@ -28,6 +28,7 @@ from bench import (
     sustained,
     timers,
     tracing,
+    tracing_http,
 )
 from bench.options import Options
 from bench.stores import DEFAULT_PG, postgres_reachable
@@ -71,6 +72,11 @@ SECTIONS: dict[str, Section] = {
     ),
     "tracing": Section(
         tracing.run, "what tracing costs: in-process W1 updates, off and on", default=False
+    ),
+    "tracing-http": Section(
+        tracing_http.run,
+        "what tracing costs over HTTP: W1 updates, API + worker processes, off and on",
+        default=False,
     ),
     "peers": Section(
         peers.run, "entityflow beside Restate on the shared W1-W3 driver", default=False

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,12 +74,14 @@ def running_stack(
     workers: int = 1,
     separate_relay: bool = False,
     domain: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Worker process(es) + API process over ``store``; stopped when the block ends.
 
     ``separate_relay`` runs the event stream relay as its own process (``entityflow relay``)
     instead of inside the worker, as a deployment may choose to. ``domain`` names the
-    module exporting ENTITIES and WORKFLOWS (default: the shop example).
+    module exporting ENTITIES and WORKFLOWS (default: the shop example). ``env`` adds
+    variables to every process (``OTEL_*``, say).
     """
     # Create the tables once, before two processes race to create them.
     Store(store, EventRegistry()).close()
@@ -91,6 +93,7 @@ def running_stack(
         "ENTITYFLOW_PARTITIONS": str(partitions),
         "ENTITYFLOW_API_PORT": str(port),
         "ENTITYFLOW_LOG_LEVEL": "WARNING",
+        **(env or {}),
     }
     domain_args = ["--domain", domain or "examples.shop"]
     stack = Stack(f"http://127.0.0.1:{port}", "127.0.0.1", port)
