@@ -3,7 +3,8 @@
 ``Batch`` starts one ``Leg`` child per account and gathers their results; each leg makes
 three deposits. ``Evolve`` has two releases: release 2 changes its second step behind
 ``ctx.patched("bigger-bonus")``, so an execution that took the old step under release 1
-keeps replaying it, while new ones take the new. The worker CLI takes a module, so
+keeps replaying it, while new ones take the new. ``Rollover`` continues as new after every
+few signals it counts. The worker CLI takes a module, so
 ``composition_v1.py`` and ``composition_v2.py`` each build their domain from here.
 """
 
@@ -69,5 +70,31 @@ def evolve(release: str) -> Workflow[EvolveInput, str]:
     return wf
 
 
+class RolloverInput(BaseModel):
+    account_id: str
+    per_run: int
+    runs_left: int
+    counted: int = 0
+
+
+rollover = Workflow("Rollover", input=RolloverInput, output=int)
+tick = rollover.signal("tick", int)
+
+
+@rollover.run
+async def run_rollover(ctx: WorkflowContext, data: RolloverInput) -> int:
+    """Counts ``per_run`` signals, deposits 1 (signals pile up meanwhile), continues as new;
+    the last run returns the count."""
+    counted = data.counted
+    if data.runs_left == 0:
+        return counted
+    for _ in range(data.per_run):
+        counted += await ctx.wait_signal(tick)
+    await ctx.call(Account.deposit, data.account_id, amount=Decimal(1))
+    return await ctx.continue_as_new(
+        data.model_copy(update={"counted": counted, "runs_left": data.runs_left - 1})
+    )
+
+
 def domain(release: str) -> Domain:
-    return Domain(ENTITIES, (order_saga, batch, leg, evolve(release)), resend_after=2.0)
+    return Domain(ENTITIES, (order_saga, batch, leg, evolve(release), rollover), resend_after=2.0)

@@ -5,6 +5,9 @@
 - A deploy that changes a step behind ``ctx.patched``: the execution that took the old
   step under the old release replays it on the new workers and finishes, the new one
   takes the new step, and neither is parked (guarantee 5).
+- An execution continues as new 100 times while three senders signal it concurrently:
+  every signal is counted once, every run's deposit happened once, and loading it reads
+  only its last run.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from decimal import Decimal
 import pytest
 
 from examples.shop import Account
-from tests.integration.composition_domains import batch, evolve, leg
+from sagas.history import Started
+from sagas.runs import RUN_SNAPSHOT
+from tests.integration.composition_domains import batch, evolve, leg, rollover, tick
 from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
 from tests.integration.shop_sagas import open_shop, spawn
 
@@ -123,5 +128,48 @@ def test_a_patched_change_keeps_running_executions_on_their_old_path(
         old_history = [e.event_type for e in shop.workflows.history(v2, "evolve-old")]
         assert "wf.Patched" not in old_history
         assert "replay diverged" not in new.output
+    finally:
+        shop.close()
+
+
+def test_continue_as_new_100_times_loses_no_signal_sent_during_the_hand_overs(
+    pg_url: str, kafka_bootstrap: str, namespace: str, workers: list[WorkerProcess]
+) -> None:
+    runs, per_run, senders = 100, 3, 3
+    shop = open_shop(pg_url, kafka_bootstrap, namespace, [rollover])
+    try:
+        worker = spawn(workers, pg_url, kafka_bootstrap, namespace, V1)
+        worker.wait_assigned()
+        asyncio.run(shop.client.update(Account.open, "acct-roll", owner="o"))
+        start = {"account_id": "acct-roll", "per_run": per_run, "runs_left": runs}
+        shop.workflows.start(rollover, start, workflow_id="roll")
+
+        async def send(count: int) -> list[str]:
+            return [(await shop.workflows.signal(tick, "roll", 1)).status for _ in range(count)]
+
+        async def send_all() -> list[str]:
+            share = runs * per_run // senders
+            sent = await asyncio.gather(*(send(share) for _ in range(senders)))
+            return [status for statuses in sent for status in statuses]
+
+        outcomes = asyncio.run(send_all())
+        assert outcomes == ["applied"] * runs * per_run  # each recorded by some run
+
+        def finished() -> bool:
+            row = shop.workflows.execution(rollover, "roll")
+            return row is not None and row.status == "completed"
+
+        wait_until(finished, 120, "the last run to complete", context=outputs(worker))
+        status = shop.workflows.status(rollover, "roll")
+        assert (status.result, status.run, len(status.runs)) == (runs * per_run, runs + 1, runs)
+        assert Decimal(shop.client.query(Account.balance, "acct-roll").result) == runs
+        carried = sum(r.signals_carried for r in status.runs)
+        longest = max(r.last_version - r.first_version + 1 for r in status.runs)
+        loaded = shop.store.load(rollover.address("roll"), snapshot_type=RUN_SNAPSHOT)
+        assert loaded.snapshot is not None
+        first = loaded.events[0].event
+        assert isinstance(first, Started) and first.run == runs + 1
+        assert len(loaded.events) == status.version - status.runs[-1].last_version
+        print(f"carried {carried} signals over {runs} hand-overs; longest run {longest} events")
     finally:
         shop.close()
