@@ -17,6 +17,8 @@ from sagas import (
     Workflow,
     WorkflowContext,
     WorkflowNotFoundError,
+    activity,
+    activity_info,
 )
 from sagas.history import ContinuedAsNew, SignalReceived, Started, TimerCancelled
 from sagas.runs import RUN_SNAPSHOT
@@ -71,9 +73,30 @@ async def run_hasty(ctx: WorkflowContext, o: Odd) -> str:
     return "unreachable"
 
 
+@activity
+def key_of() -> str:
+    return activity_info().idempotency_key
+
+
+class Keys(BaseModel):
+    keys: list[str] = []
+    runs_left: int
+
+
+keyed = Workflow("Keyed", input=Keys, output=list[str])
+
+
+@keyed.run
+async def run_keyed(ctx: WorkflowContext, k: Keys) -> list[str]:
+    keys = [*k.keys, await ctx.execute_activity(key_of), await ctx.run_local(key_of)]
+    if k.runs_left == 0:
+        return keys
+    return await ctx.continue_as_new(Keys(keys=keys, runs_left=k.runs_left - 1))
+
+
 @pytest.fixture
 async def env(store_url: str) -> AsyncIterator[WorkflowEnvironment]:
-    domain = Domain(DOMAIN.entities, [subscription, tally, odd, hasty])
+    domain = Domain(DOMAIN.entities, [subscription, tally, odd, hasty, keyed], activities=[key_of])
     async with WorkflowEnvironment(domain, store=store_url) as environment:
         yield environment
 
@@ -159,3 +182,16 @@ async def test_a_run_cannot_continue_as_new_while_it_is_handed_over(
     status = await env.result(hasty, "h")
     assert (status.status, status.run) == ("compensated", 2)
     assert "while it is being handed over" in (status.error or "")
+
+
+async def test_each_run_gives_its_activities_their_own_idempotency_keys(
+    env: WorkflowEnvironment,
+) -> None:
+    await env.start(keyed, Keys(runs_left=1), workflow_id="k")
+    status = await env.result(keyed, "k")
+    assert status.result == [
+        "workflow:Keyed/k#1",
+        "workflow:Keyed/k#2",
+        "workflow:Keyed/k~2#1",
+        "workflow:Keyed/k~2#2",
+    ]
