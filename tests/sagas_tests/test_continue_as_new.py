@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -21,6 +22,7 @@ from sagas import (
     activity_info,
 )
 from sagas.history import ContinuedAsNew, SignalReceived, Started, TimerCancelled
+from sagas.replay_check import check_histories, export_histories, file_histories, stored_histories
 from sagas.runs import RUN_SNAPSHOT
 from sagas.testing import WorkflowEnvironment
 
@@ -195,3 +197,32 @@ async def test_each_run_gives_its_activities_their_own_idempotency_keys(
         "workflow:Keyed/k~2#1",
         "workflow:Keyed/k~2#2",
     ]
+
+
+async def test_replay_check_and_export_read_the_current_run(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    await env.start(tally, Tally(runs_left=3), workflow_id="rc")
+    for n in (1, 2):
+        await env.signal(add, "rc", n)
+    await env.sleep(timedelta(hours=3))  # two runs ended, the third waits for a signal
+    store, workflows = env.host.store, [tally]
+    histories = list(stored_histories(store, workflows))
+    ((_, _, events),) = histories
+    assert isinstance(events[0].event, Started) and events[0].event.run == 3
+    assert check_histories(histories).ok
+    assert export_histories(histories, tmp_path) == 1
+    from_files = list(file_histories(tmp_path, workflows, store.registry))
+    assert [e.version for e in from_files[0][2]] == [e.version for e in events]
+    assert check_histories(from_files).ok
+    # code whose runs no longer nap before continuing diverges, named at the current run
+    changed = Workflow("Tally", input=Tally, output=int)
+    changed.signal("add", int)
+
+    @changed.run
+    async def run_changed(ctx: WorkflowContext, t: Tally) -> int:
+        return t.total
+
+    report = check_histories(stored_histories(store, [changed]))
+    (divergence,) = report.divergences
+    assert divergence.workflow_id == "rc" and divergence.step is not None
