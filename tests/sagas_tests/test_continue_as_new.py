@@ -4,6 +4,7 @@ reads only the current run (SQLite and PostgreSQL, on the virtual clock)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -98,7 +99,11 @@ async def run_keyed(ctx: WorkflowContext, k: Keys) -> list[str]:
 
 @pytest.fixture
 async def env(store_url: str) -> AsyncIterator[WorkflowEnvironment]:
-    domain = Domain(DOMAIN.entities, [subscription, tally, odd, hasty, keyed], activities=[key_of])
+    domain = Domain(
+        DOMAIN.entities,
+        [subscription, tally, odd, hasty, keyed, lingering],
+        activities=[key_of, held],
+    )
     async with WorkflowEnvironment(domain, store=store_url) as environment:
         yield environment
 
@@ -226,3 +231,45 @@ async def test_replay_check_and_export_read_the_current_run(
     report = check_histories(stored_histories(store, [changed]))
     (divergence,) = report.divergences
     assert divergence.workflow_id == "rc" and divergence.step is not None
+
+
+RELEASE = threading.Event()
+
+
+@activity
+def held() -> str:
+    RELEASE.wait(10)
+    return "released"
+
+
+class Held(BaseModel):
+    run: int = 1
+
+
+lingering = Workflow("Lingering", input=Held, output=int)
+poke = lingering.signal("poke", int)
+
+
+@lingering.run
+async def run_lingering(ctx: WorkflowContext, h: Held) -> int:
+    """Run 1 continues as new with an activity still out: it ends once that is answered."""
+    if h.run == 2:
+        return await ctx.wait_signal(poke)
+    ctx.execute_activity(held)
+    return await ctx.continue_as_new(Held(run=2))
+
+
+async def test_a_signal_sent_while_the_run_winds_down_reaches_the_next(
+    env: WorkflowEnvironment,
+) -> None:
+    RELEASE.clear()
+    env.workflows.start(lingering, Held(), workflow_id="l")  # not run_until_idle: it would
+    while env.workflows.execution(lingering, "l") is None:  # wait for the activity
+        env.host.worker.step()
+    assert env.status(lingering, "l").run == 1  # waiting for the activity's answer
+    outcome = await env.signal(poke, "l", 7)
+    assert outcome.status == "applied"
+    RELEASE.set()
+    status = await env.result(lingering, "l")
+    assert (status.status, status.result, status.run) == ("completed", 7, 2)
+    assert status.runs[0].signals_carried == 1
