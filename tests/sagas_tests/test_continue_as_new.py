@@ -152,6 +152,11 @@ async def test_signals_the_run_did_not_read_are_carried_to_the_next(
     # each run's year-long timer was cancelled when the run ended; none is left
     assert sum(isinstance(r.event, TimerCancelled) for r in history) == 5
     assert env.host.store.timers(tally.address("t")) == []
+    # five runs, one execution: started once, ended once
+    registry, labels = env.host.metrics.registry, {"workflow_type": "Tally"}
+    assert registry.get_sample_value("entityflow_workflows_started_total", labels) == 1
+    ended = {**labels, "status": "completed"}
+    assert registry.get_sample_value("entityflow_workflows_ended_total", ended) == 1
 
 
 async def test_loading_reads_only_the_current_run(env: WorkflowEnvironment) -> None:
