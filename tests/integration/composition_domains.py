@@ -14,8 +14,10 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
+from actors import RetryPolicy
 from examples.shop import ENTITIES, Account, order_saga
 from sagas import Domain, Workflow, WorkflowContext
+from tests.sagas_tests.support import Vault
 
 
 class LegInput(BaseModel):
@@ -96,5 +98,61 @@ async def run_rollover(ctx: WorkflowContext, data: RolloverInput) -> int:
     )
 
 
+mixed = Workflow("Mixed", input=BatchInput, output=list[str])
+
+
+@mixed.run
+async def run_mixed(ctx: WorkflowContext, data: BatchInput) -> list[str]:
+    """Children (one on an account never opened: it compensates) and a refused withdrawal,
+    gathered with every outcome returned."""
+    steps = [ctx.child(leg, LegInput(account_id=a)) for a in data.accounts]
+    too_much = ctx.call(Account.withdraw, data.accounts[0], amount=Decimal(1000))
+    outcomes = await ctx.gather(*steps, too_much, return_exceptions=True)
+    return [type(o).__name__ if isinstance(o, BaseException) else str(o) for o in outcomes]
+
+
+waiter = Workflow("Waiter", input=LegInput, output=str)
+never = waiter.signal("never")
+
+
+@waiter.run
+async def run_waiter(ctx: WorkflowContext, data: LegInput) -> str:
+    """Deposits 1 (undone by a withdrawal if it ends early), then waits for ever."""
+    ctx.add_compensation(Account.withdraw, data.account_id, amount=Decimal(1))
+    await ctx.call(Account.deposit, data.account_id, amount=Decimal(1))
+    await ctx.wait_signal(never)
+    return data.account_id
+
+
+fanout = Workflow("Fanout", input=BatchInput, output=list[str])
+
+
+@fanout.run
+async def run_fanout(ctx: WorkflowContext, data: BatchInput) -> list[str]:
+    children = [ctx.child(waiter, LegInput(account_id=a)) for a in data.accounts]
+    done: list[str] = await ctx.gather(*children)
+    return done
+
+
+class MendInput(BaseModel):
+    vault: str
+
+
+mend = Workflow("Mend", input=MendInput)
+mend_go = mend.signal("go")
+
+
+@mend.run
+async def run_mend(ctx: WorkflowContext, data: MendInput) -> None:
+    """Takes gold (its undo puts it back, two attempts), then fails: a locked vault makes
+    the undo run out of attempts."""
+    undo = Vault.put.options(retry=RetryPolicy(attempts=2, initial_interval=0.05))
+    ctx.add_compensation(undo, data.vault, key="gold", amount=1)
+    await ctx.call(Vault.take, data.vault, key="gold", amount=1)
+    await ctx.wait_signal(mend_go)
+    await ctx.call(Vault.take, data.vault, key="nothing", amount=1)  # refused: compensate
+
+
 def domain(release: str) -> Domain:
-    return Domain(ENTITIES, (order_saga, batch, leg, evolve(release), rollover), resend_after=2.0)
+    workflows = (order_saga, batch, leg, evolve(release), rollover, mixed, waiter, fanout, mend)
+    return Domain((*ENTITIES, Vault), workflows, resend_after=2.0)
