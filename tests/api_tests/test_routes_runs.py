@@ -81,7 +81,9 @@ def test_status_history_and_listing_show_the_chain_of_runs(http: httpx.Client) -
 
     listed = _ok(http.get("/workflows", params={"type": "Relay"}))["executions"]
     assert [(e["workflow_id"], e["summary"]["run"]) for e in listed] == [("r1", 3)]
-    _ok(http.get("/workflows/Relay/r1/timeline"))
+    timeline = _ok(http.get("/workflows/Relay/r1/timeline"))
+    assert (timeline["run"], timeline["version"]) == (3, status["version"])
+    assert [e["kind"] for e in timeline["entries"]].count("signal") == 1  # this run's only
 
     missing = http.get("/workflows/Relay/r1/history", params={"run": 4})
     assert missing.status_code == 404 and "no run 4" in missing.text
