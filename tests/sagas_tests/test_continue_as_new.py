@@ -101,7 +101,7 @@ async def run_keyed(ctx: WorkflowContext, k: Keys) -> list[str]:
 async def env(store_url: str) -> AsyncIterator[WorkflowEnvironment]:
     domain = Domain(
         DOMAIN.entities,
-        [subscription, tally, odd, hasty, keyed, lingering],
+        [subscription, tally, odd, hasty, keyed, lingering, parent, sleeper],
         activities=[key_of, held],
     )
     async with WorkflowEnvironment(domain, store=store_url) as environment:
@@ -278,3 +278,35 @@ async def test_a_signal_sent_while_the_run_winds_down_reaches_the_next(
     status = await env.result(lingering, "l")
     assert (status.status, status.result, status.run) == ("completed", 7, 2)
     assert status.runs[0].signals_carried == 1
+
+
+sleeper = Workflow("Sleeper", input=Held, output=int)
+wake = sleeper.signal("wake", int)
+
+
+@sleeper.run
+async def run_sleeper(ctx: WorkflowContext, h: Held) -> int:
+    return await ctx.wait_signal(wake)
+
+
+parent = Workflow("Parent", input=Held, output=str)
+
+
+@parent.run
+async def run_parent(ctx: WorkflowContext, h: Held) -> str:
+    if h.run == 2:
+        return "second run"
+    ctx.child(sleeper, Held(), workflow_id="kept-cancel")
+    ctx.child(sleeper, Held(), workflow_id="kept-abandon", parent_close="abandon")
+    return await ctx.continue_as_new(Held(run=2))
+
+
+async def test_children_follow_their_parent_close_policy_when_a_run_ends(
+    env: WorkflowEnvironment,
+) -> None:
+    await env.start(parent, Held(), workflow_id="p")
+    status = await env.result(parent, "p")
+    assert (status.status, status.result, status.run) == ("completed", "second run", 2)
+    cancelled = env.status(sleeper, "kept-cancel")
+    assert (cancelled.status, cancelled.cancelled) == ("compensated", True)
+    assert env.status(sleeper, "kept-abandon").status == "running"
