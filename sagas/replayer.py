@@ -48,7 +48,7 @@ def replay(
     chain = list(runs)
     if cut:
         before = ExecutionRecord(address, *split_address(address))
-        before.runs = chain
+        before.runs, before.version = chain, everything[0].version - 1
         for rec in everything[:cut]:
             before.apply(rec.event, rec.timestamp)
         chain = before.runs

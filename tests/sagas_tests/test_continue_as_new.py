@@ -18,6 +18,7 @@ from sagas import (
     InvalidWorkflowInputError,
     Workflow,
     WorkflowContext,
+    WorkflowKind,
     WorkflowNotFoundError,
     activity,
     activity_info,
@@ -170,6 +171,16 @@ async def test_loading_reads_only_the_current_run(env: WorkflowEnvironment) -> N
     first = loaded.events[0].event
     assert isinstance(first, Started) and first.run == 6
     assert all(not isinstance(r.event, ContinuedAsNew) for r in loaded.events)
+    # without the snapshot (its save failed), the whole stream is read and the same run
+    # rebuilt: earlier runs are folded for their chain, not replayed
+    kind = WorkflowKind(subscription)
+    full = kind.load(address, env.host.store.load(address))
+    from_snapshot = kind.load(address, loaded)
+    assert full.engine is not None and from_snapshot.engine is not None
+    assert full.record.run == from_snapshot.record.run == 6
+    assert [r.run for r in full.record.runs] == [1, 2, 3, 4, 5]
+    assert full.record.version == from_snapshot.record.version == loaded.version
+    assert full.engine.memo == from_snapshot.engine.memo == {"billed": 5, "price": 100}
     # evicted, the execution is loaded from the snapshot and replays its current run only
     env.host.worker.runtime.forget([address])
     status = await env.result(subscription, "c2")
