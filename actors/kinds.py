@@ -36,6 +36,9 @@ class Turn:
     a workflow's ``finished``). ``crashed`` sends the message to the dead-letter topic.
     A turn that is not applied leaves the actor as it was before the message.
     ``timers`` are set (or moved) and ``cancel_timers`` (names) deleted with its commit.
+    ``snapshot`` (version, state) is saved right after the commit, under the kind's
+    ``snapshot_type``: an actor that knows where loading may start (a workflow's new run)
+    asks for one there.
     """
 
     events: list[DomainEvent] = field(default_factory=list)
@@ -47,6 +50,7 @@ class Turn:
     crashed: bool = False
     timers: list[TimerRequest] = field(default_factory=list)
     cancel_timers: list[str] = field(default_factory=list)
+    snapshot: tuple[int, JSONDict] | None = None
 
 
 class Actor(Protocol):

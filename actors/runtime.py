@@ -83,6 +83,8 @@ class BatchResult:
     prefetched: dict[str, LoadedStream] = field(default_factory=dict)
     timer_changes: dict[str, TimerRow | None] = field(default_factory=dict)
     """Timers set (a row) or cleared (None) by this batch, the last change per id."""
+    snapshots: list[Snapshot] = field(default_factory=list)
+    """Snapshots the actors asked for (``Turn.snapshot``), saved after the commit."""
 
     def settle_timers(self) -> None:
         """Write the batch's last change of each timer into its commit."""
@@ -367,6 +369,9 @@ class Runtime:
             batch.timer_changes[timer.timer_id] = timer
         if turn.events or turn.status is not None:
             batch.touched[env.address] = actor.version
+        if turn.snapshot is not None and kind.snapshot_type:
+            version, state = turn.snapshot
+            batch.snapshots.append(Snapshot(env.address, version, kind.snapshot_type, state, now))
         row = actor.visibility()
         if row is not None and turn.events:
             batch.commit.executions.append(row)
@@ -426,7 +431,7 @@ class Runtime:
 
     def committed(self, batch: BatchResult) -> None:
         """The batch is durable: take the snapshots that are due, then trim the cache."""
-        due: list[Snapshot] = []
+        due: list[Snapshot] = list(batch.snapshots)
         now = self.clock()
         for address in batch.touched:
             entry = self._cache.get(address)

@@ -24,6 +24,7 @@ from bench import (
     kafka,
     peers,
     rehydration,
+    runs,
     stream,
     sustained,
     timers,
@@ -69,6 +70,9 @@ SECTIONS: dict[str, Section] = {
     ),
     "children": Section(
         children.run, "fan-out: one parent, 1,000 children of 10 steps (in-process)", default=False
+    ),
+    "runs": Section(
+        runs.run, "continue-as-new: load after 100 runs vs the first (in-process)", default=False
     ),
     "tracing": Section(
         tracing.run, "what tracing costs: in-process W1 updates, off and on", default=False

@@ -62,13 +62,20 @@ def activity_address(name: str) -> str:
     return f"{ACTIVITY_ROUTE}{name}"
 
 
+def idempotency_key(step: StepInfo) -> str:
+    """The same for every attempt of one step, and different in each run of an execution
+    that continued as new: the step's first command id (``<address>[~<run>]#<step>``)."""
+    suffix = f".{step.attempts}"
+    return step.command_id.removesuffix(suffix) if step.attempts > 1 else step.command_id
+
+
 def task_envelope(workflow: str, step: StepInfo, correlation: str) -> Envelope:
     timeouts = step.activity
     task = ActivityTask(
         workflow=workflow,
         seq=step.seq,
         attempt=step.attempts,
-        idempotency_key=f"{workflow}#{step.seq}",
+        idempotency_key=idempotency_key(step),
         arguments=step.args,
         heartbeat_details=step.heartbeat_details,
         heartbeat_timeout=timeouts.heartbeat_timeout if timeouts else None,

@@ -38,6 +38,7 @@ from sagas.protocol import (
 )
 from sagas.repairs import RepairAction
 from sagas.replayer import replay
+from sagas.runs import run_range
 from sagas.signals import Signal
 
 WorkflowRef = AnyWorkflow | str
@@ -224,14 +225,25 @@ class WorkflowClient:
         return decoded
 
     def history(
-        self, workflow: WorkflowRef, workflow_id: str, *, after: int = 0, limit: int = 100
+        self,
+        workflow: WorkflowRef,
+        workflow_id: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        run: int | None = None,
     ) -> list[RecordedEvent]:
-        """A page of the history; :class:`WorkflowNotFoundError` if it has not started."""
+        """A page of the history (every run, oldest first; ``run``: that run's only);
+        :class:`WorkflowNotFoundError` if it has not started or has no such run."""
         address = self.definition(workflow).address(workflow_id)
-        events = self.store.page(address, after=after, limit=limit)
-        if events is None:
-            raise WorkflowNotFoundError(f"{address} has not started")
-        return events
+        if run is None:
+            events = self.store.page(address, after=after, limit=limit)
+            if events is None:
+                raise WorkflowNotFoundError(f"{address} has not started")
+            return events
+        record, _ = self.record(workflow, workflow_id)
+        first, last = run_range(address, record.runs, (record.run, record.run_first_version), run)
+        return self.store.read(address, after=max(after, first - 1), upto=last, limit=limit)
 
     def query(
         self,

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, Literal, NoReturn, ParamSpec, Protocol, TypeVar
 
 from actors import Command, EntitySpec, RetryPolicy, UnknownCommandError, check_entity_id
 from actors.retry import DEFAULT_COMPENSATION_RETRY
@@ -182,6 +182,8 @@ class EngineView(Protocol):
     def next_seq(self) -> int: ...
 
     def wait_condition(self, predicate: Callable[[], bool], what: str) -> Pending[None]: ...
+
+    def continue_as_new(self, input_json: Any) -> Pending[NoReturn]: ...
 
 
 class CompensationScope:
@@ -369,6 +371,18 @@ class WorkflowContext:
         address, body, _ = _target(handler, entity_id, args, kwargs)
         retry = handler.call_options.retry or DEFAULT_COMPENSATION_RETRY
         return CompensationScope(self._engine, address, handler.name, body, retry)
+
+    def continue_as_new(self, input: Any) -> Pending[NoReturn]:
+        """``return await ctx.continue_as_new(next_input)``: end this run, start the next
+        one: same workflow id, empty history, ``next_input`` (the workflow's input type).
+
+        For executions that live for months: the history, and so the time to load it,
+        stays that of one run. Once calls in flight are answered, this run ends and the
+        next starts in the same commit, with its timers cancelled and the signals it did
+        not read delivered to the next run. Input that does not fit the workflow's input
+        type raises :class:`~sagas.InvalidWorkflowInputError` here, recording nothing.
+        """
+        return self._engine.continue_as_new(input)
 
     def wait_signal(self, signal: Signal[T], *, timeout: timedelta | None = None) -> Pending[T]:
         """Wait for the next such signal (signals that came earlier are buffered).

@@ -17,6 +17,10 @@ owning the execution's partition as a ``timer`` (or ``due``) control message, wh
 fed to the engine as ``wf.TimerFired``. An execution waiting only on timers may be
 evicted from the cache; the timer loads it again.
 
+An execution that continues as new (``ctx.continue_as_new``) hands over to its next run
+in the turn that ended the run (:mod:`sagas.continuation`) and asks for a snapshot at the
+boundary, so loading it reads only the current run's events (:mod:`sagas.runs`).
+
 A replay that diverges parks the execution: nothing is written but a ``wf.Parked``
 annotation; it takes no signals until code that replays its history is deployed, and it
 resumes by itself the next time it is loaded.
@@ -42,6 +46,7 @@ from eventstore import (
     tracing,
 )
 from sagas.activity_tasks import is_activity_step, overrun, task_envelope, timeout_reply
+from sagas.continuation import next_run
 from sagas.definition import WORKFLOW_PREFIX, AnyWorkflow, split_address
 from sagas.engine import Engine, correlation, describe
 from sagas.errors import (
@@ -62,6 +67,8 @@ from sagas.history import (
     Compensated,
     CompensationRepaired,
     Completed,
+    ContinuedAsNew,
+    Decision,
     Failed,
     InputEvent,
     Parked,
@@ -77,6 +84,7 @@ from sagas.history import (
 from sagas.protocol import Refusal
 from sagas.repairs import repair_refusal
 from sagas.replayer import replay
+from sagas.runs import RUN_SNAPSHOT, runs_from_state, runs_state, timer_name
 from sagas.updates import UpdateRefusedError
 
 log = logging.getLogger("entityflow.sagas")
@@ -111,7 +119,7 @@ class WorkflowKind:
 
     @property
     def snapshot_type(self) -> str | None:
-        return None
+        return RUN_SNAPSHOT  # taken only where a run ends (Turn.snapshot)
 
     @property
     def snapshot_every(self) -> int | None:
@@ -169,6 +177,9 @@ class WorkflowActor:
     def from_history(cls, kind: WorkflowKind, address: str, stream: LoadedStream) -> WorkflowActor:
         actor = cls(kind, address)
         actor._version = stream.version
+        runs = runs_from_state(stream.snapshot.state) if stream.snapshot is not None else []
+        actor.record.runs = list(runs)
+        actor.record.version = stream.snapshot.originator_version if stream.snapshot else 0
         try:
             for rec in stream.events:
                 actor.record.apply(rec.event, rec.timestamp)
@@ -177,7 +188,7 @@ class WorkflowActor:
                 not actor.record.final or actor.record.logical == "failed"
             ):
                 kind.stats.replays += 1
-                actor.engine = replay(kind.definition, address, stream.events)
+                actor.engine = replay(kind.definition, address, stream.events, runs)
                 actor.record = actor.engine.record
         except ReplayError as exc:
             log.error("%s", exc)
@@ -403,6 +414,9 @@ class WorkflowActor:
             return Turn(status=None)
         if not engine.accepts_reply(int(seq), int(attempt), reply.address):
             return Turn(status=None)
+        sent = engine.record.steps[int(seq)].command_id
+        if reply.command_id != sent and not reply.command_id.startswith(f"{sent}@"):
+            return Turn(status=None)  # an earlier run's reply: that run has ended
         self._sent.pop(reply.command_id, None)
         event = CallCompleted(
             at=now,
@@ -421,7 +435,7 @@ class WorkflowActor:
         if refused is not None:
             return refused
         assert self.engine is not None
-        if self.engine.phase != "running":
+        if self.engine.phase != "running" and not self.engine.continuing:
             return Turn(
                 status="rejected",
                 error=f"{self.address} is {self.engine.phase}; it takes no more signals",
@@ -508,7 +522,7 @@ class WorkflowActor:
             return Turn(status=None, timers=[later])
         if engine is None or engine.final or not isinstance(seq, int):
             return Turn(status=None)
-        if not engine.accepts_timer(seq):
+        if env.args.get("run", 1) != engine.run or not engine.accepts_timer(seq):
             return Turn(status=None)
         return self._feed(TimerFired(at=now, seq=seq), now, status=None)
 
@@ -569,16 +583,57 @@ class WorkflowActor:
         assert engine is not None
         decisions = engine.feed(event)  # folds the input and its decisions into the record
         events: list[DomainEvent] = [event, *decisions]
-        self._version += len(events)
         outbox: list[Envelope] = []
         timers: list[TimerRequest] = []
         cancelled: list[str] = []
+        self._effects(engine, decisions, now, outbox, timers, cancelled)
+        snapshot: tuple[int, JSONDict] | None = None
+        ended = decisions[-1] if decisions else None
+        if isinstance(ended, ContinuedAsNew):  # the next run starts in this same commit
+            snapshot = (self._version + len(events), runs_state(engine.record.runs))
+            engine, fed = next_run(engine, ended, now, secrets.randbits(63))
+            self.engine, self.record = engine, engine.record
+            self._sent, self._timed_out, self._asked = {}, set(), {}
+            for given, taken in fed:
+                events += [given, *taken]
+                self._effects(engine, taken, now, outbox, timers, cancelled)
+                decisions = taken
+        self._version += len(events)
+        if engine.final and any(isinstance(d, FINAL_DECISIONS) for d in decisions):
+            outbox += self._child_done()
+        result = self._started_result() if isinstance(event, Started) else None
+        if isinstance(event, UpdateAccepted):
+            result = next(d.result for d in events if isinstance(d, UpdateCompleted))
+        return Turn(
+            events=events,
+            status=status,
+            result=result,
+            outbox=outbox,
+            timers=timers,
+            cancel_timers=cancelled,
+            snapshot=snapshot,
+        )
+
+    def _effects(
+        self,
+        engine: Engine,
+        decisions: Sequence[Decision],
+        now: datetime,
+        outbox: list[Envelope],
+        timers: list[TimerRequest],
+        cancelled: list[str],
+    ) -> None:
+        """The messages, timers set and timers cancelled that a run's decisions cause."""
+        run = engine.run
         for decision in decisions:
             if isinstance(decision, TimerStarted):
-                timers.append(self._timer(f"t{decision.seq}", decision.due_at, "timer", decision))
+                name = timer_name("t", decision.seq, run)
+                timers.append(self._timer(name, decision.due_at, "timer", decision, run))
                 continue
             if isinstance(decision, TimerCancelled):
-                cancelled.append(f"t{decision.seq}")
+                name = timer_name("t", decision.seq, run)
+                timers[:] = [t for t in timers if t.name != name]  # set in this same turn
+                cancelled.append(name)
                 continue
             if isinstance(decision, ChildCancelRequested):
                 outbox.append(self._cancel_child(decision))
@@ -587,32 +642,24 @@ class WorkflowActor:
                 continue
             if decision.not_before is not None and decision.not_before > now:
                 # Waiting to try again: a durable timer wakes it, evicted or not.
-                timers.append(self._timer(f"r{decision.seq}", decision.not_before, "due", decision))
+                name = timer_name("r", decision.seq, run)
+                timers.append(self._timer(name, decision.not_before, "due", decision, run))
                 continue
             step = engine.record.steps[decision.seq]
             if step.command_id == decision.command_id and step.status == "pending":
                 outbox.append(self._call_envelope(step))
                 self._sent[step.command_id] = now
-        if engine.final and any(isinstance(d, FINAL_DECISIONS) for d in decisions):
-            outbox += self._child_done()
-        result = self._started_result() if isinstance(event, Started) else None
-        if isinstance(event, UpdateAccepted):
-            result = next(d.result for d in decisions if isinstance(d, UpdateCompleted))
-        return Turn(
-            events=events,
-            status=status,
-            result=result,
-            outbox=outbox,
-            timers=timers,
-            cancel_timers=cancelled,
-        )
 
     def _timer(
-        self, name: str, due: datetime, control: str, decision: TimerStarted | CallScheduled
+        self,
+        name: str,
+        due: datetime,
+        control: str,
+        decision: TimerStarted | CallScheduled,
+        run: int,
     ) -> TimerRequest:
-        envelope = Envelope(
-            address=self.address, kind="control", name=control, args={"seq": decision.seq}
-        )
+        args: JSONDict = {"seq": decision.seq} if run == 1 else {"seq": decision.seq, "run": run}
+        envelope = Envelope(address=self.address, kind="control", name=control, args=args)
         return TimerRequest(name, due, envelope)
 
     def _apply(self, events: Sequence[DomainEvent], now: datetime) -> None:

@@ -20,7 +20,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, NoReturn, cast
 
 from actors import RetryPolicy
 from actors.timers import due_time
@@ -50,6 +50,7 @@ from sagas.history import (
     CompensationRepaired,
     CompensationSkipped,
     Completed,
+    ContinuedAsNew,
     Decision,
     Failed,
     InputEvent,
@@ -63,6 +64,7 @@ from sagas.history import (
     UpdateCompleted,
 )
 from sagas.local_activities import LOCAL_ROUTE, LocalAttempts
+from sagas.runs import step_prefix
 
 ParentClose = Literal["cancel", "abandon"]
 """What happens to a child still running when its parent's code ends."""
@@ -91,9 +93,13 @@ class Engine:
     decode a result) is kept beside it.
     """
 
-    def __init__(self, definition: AnyWorkflow, address: str) -> None:
+    def __init__(self, definition: AnyWorkflow, address: str, run: int = 1) -> None:
         self.definition = definition
         self.address = address
+        self.run = run
+        self._handover = False
+        self._next_input: tuple[Any] | None = None
+        """Set by ``ctx.continue_as_new``: the next run's input (JSON)."""
         self.workflow_type, self.workflow_id = split_address(address)
         self.record = ExecutionRecord(address, self.workflow_type, self.workflow_id)
         self.memo: dict[str, Any] = {}
@@ -110,7 +116,9 @@ class Engine:
         self._driving = False
         self._inject: BaseException | None = None
         self._guards: list[int] = []
-        self._signals: dict[str, deque[Any]] = {}
+        self._signals: dict[str, deque[tuple[int, Any, Any]]] = {}
+        """Signals received and not read yet: (arrival, value, payload) per name."""
+        self._arrivals = 0
         self._waiters: dict[str, deque[Pending[Any]]] = {}
         self._timers: dict[int, Pending[None]] = {}
         self._children: dict[int, ParentClose] = {}
@@ -144,6 +152,9 @@ class Engine:
         """Process one input; return the decisions the code and the saga took."""
         self._out = []
         self._now = event.at
+        self._handover = (isinstance(event, Started) and event.run > 1) or (
+            isinstance(event, SignalReceived) and event.carried
+        )
         if isinstance(event, Started):
             if self.phase != "new":
                 raise WorkflowError(f"{self.address} is already started")
@@ -294,7 +305,10 @@ class Engine:
         if waiters:
             waiters.popleft().resolve(value)
         else:
-            self._signals.setdefault(event.name, deque()).append(value)
+            self._arrivals += 1
+            self._signals.setdefault(event.name, deque()).append(
+                (self._arrivals, value, event.payload)
+            )
         self._drive()
 
     def _update(self, event: UpdateAccepted) -> None:
@@ -422,6 +436,13 @@ class Engine:
                     self._code_ended()
                     self._raised(exc)
                     return
+                if self._next_input is not None:  # ctx.continue_as_new: this run's code ends
+                    self._coro = None
+                    with contextlib.suppress(Exception):
+                        coro.close()
+                    self._code_ended()
+                    self._returned = True
+                    return
                 if not isinstance(awaited, Pending):
                     self._inject = WorkflowError(
                         f"workflow code awaited {awaited!r}, which is not a workflow step; only "
@@ -461,7 +482,7 @@ class Engine:
         if record.forward_in_flight():
             return
         if phase == "finishing":
-            self._emit(Completed(result=self._result))
+            self._emit(self._continued() if self.continuing else Completed(result=self._result))
             return
         if any(c.status == "running" for c in record.compensations.values()):
             return
@@ -479,7 +500,37 @@ class Engine:
             return
         self._emit(Compensated(error=record.error or "compensated"))
 
+    @property
+    def continuing(self) -> bool:
+        """The code asked to continue as new and this run is winding down (or has ended)."""
+        return self._next_input is not None and self.phase == "finishing"
+
+    def _continued(self) -> ContinuedAsNew:
+        """The end of this run: the next one's input and the signals nobody read, in the
+        order they came."""
+        assert self._next_input is not None
+        unread = sorted(
+            (arrival, name, payload)
+            for name, queue in self._signals.items()
+            for arrival, _, payload in queue
+        )
+        carried = [{"name": name, "payload": payload} for _, name, payload in unread]
+        return ContinuedAsNew(input=self._next_input[0], run=self.run, carried=carried)
+
     # -- what the context calls ----------------------------------------------------------
+
+    def continue_as_new(self, input_json: Any) -> Pending[NoReturn]:
+        """End this run once its calls in flight are answered; the next run starts from
+        ``input_json`` in the same commit. Invalid input raises here, recording nothing."""
+        self._active("continue as new")
+        if self._handover:
+            raise WorkflowError(
+                f"{self.address}: run {self.run} cannot continue as new while it is being "
+                "handed over from the previous run; wait for something (a signal, a timer, a "
+                "call) first"
+            )
+        self._next_input = (self.definition.encode_input(input_json),)
+        return Pending("continue as new")
 
     def now(self) -> datetime:
         if self._now is None:
@@ -548,7 +599,7 @@ class Engine:
         pending: Pending[Any] = Pending(f"signal {name!r}")
         buffered = self._signals.get(name)
         if buffered:
-            pending.resolve(buffered.popleft())
+            pending.resolve(buffered.popleft()[1])
         else:
             waiters = self._waiters.setdefault(name, deque())
             waiters.append(pending)
@@ -676,7 +727,8 @@ class Engine:
         )
 
     def _command_id(self, seq: int, attempt: int) -> str:
-        return f"{self.address}#{seq}" if attempt == 1 else f"{self.address}#{seq}.{attempt}"
+        prefix = step_prefix(self.address, self.run)
+        return f"{prefix}#{seq}" if attempt == 1 else f"{prefix}#{seq}.{attempt}"
 
     # -- what the coordinator reads ----------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 class EngineCore(Protocol):
     address: str
     replaying: bool
+    run: int
 
     def now(self) -> datetime: ...
 

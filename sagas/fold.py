@@ -35,6 +35,7 @@ from sagas.history import (
     CompensationRepaired,
     CompensationSkipped,
     Completed,
+    ContinuedAsNew,
     Failed,
     Parked,
     Resumed,
@@ -44,6 +45,7 @@ from sagas.history import (
     TimerFired,
     TimerStarted,
 )
+from sagas.runs import RunInfo
 
 CHILD_PREFIX = "workflow:"
 ExecutionState = Literal[
@@ -186,6 +188,10 @@ class ExecutionStatus(BaseModel):
     started_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 0
+    run: int = 1
+    """Which run this is (``ctx.continue_as_new`` starts the next one)."""
+    runs: list[RunInfo] = []
+    """The runs before this one, oldest first (``GET .../history?run=N`` reads one)."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +236,9 @@ class ExecutionRecord:
         self.started_at: datetime | None = None
         self.updated_at: datetime | None = None
         self.version = 0
+        self.run = 1
+        self.run_first_version = 1
+        self.runs: list[RunInfo] = []
 
     @property
     def started(self) -> bool:
@@ -269,6 +278,11 @@ class ExecutionRecord:
     # -- folds ----------------------------------------------------------------------------
 
     def _started(self, event: Started) -> None:
+        if event.run > 1 and self.started:  # a new run: only the chain of runs carries over
+            version, updated_at, runs = self.version, self.updated_at, self.runs
+            self.__init__(self.address, self.workflow_type, self.workflow_id)  # type: ignore[misc]
+            self.version, self.updated_at, self.runs = version, updated_at, runs
+        self.run, self.run_first_version = event.run, self.version
         self.logical, self.input, self.started_at = "running", event.input, event.at
         self.parent, self.parent_seq = event.parent, event.parent_seq
 
@@ -362,6 +376,20 @@ class ExecutionRecord:
         self.logical, self.error = "compensating", self.cause
         self.failed_compensation = None
         self.repairs += 1
+
+    def _continued(self, event: ContinuedAsNew) -> None:
+        self.runs.append(
+            RunInfo(
+                run=self.run,
+                first_version=self.run_first_version,
+                last_version=self.version,
+                started_at=self.started_at,
+                ended_at=self.updated_at,
+                input=self.input,
+                next_input=event.input,
+                signals_carried=len(event.carried),
+            )
+        )
 
     def _completed(self, event: Completed) -> None:
         self.logical, self.result = "completed", event.result
@@ -467,6 +495,8 @@ class ExecutionRecord:
             started_at=self.started_at,
             updated_at=self.updated_at,
             version=self.version,
+            run=self.run,
+            runs=list(self.runs),
         )
 
     def query_view(self, memo: dict[str, Any]) -> WorkflowView:
@@ -509,6 +539,8 @@ class ExecutionRecord:
         waiting = self.pending_timers()
         if waiting:
             summary["next_timer"] = min(t.due_at for t in waiting).isoformat()
+        if self.run > 1:
+            summary["run"] = self.run
         if self.cancelled:
             summary["cancelled"] = True  # running activities see it at their next heartbeat
         return ExecutionRow(
@@ -539,6 +571,7 @@ _FOLDS: dict[type[DomainEvent], Callable[[ExecutionRecord, Any], None]] = {
     CompensationSkipped: ExecutionRecord._skipped,
     Compensating: ExecutionRecord._compensating,
     Completed: ExecutionRecord._completed,
+    ContinuedAsNew: ExecutionRecord._continued,
     Compensated: ExecutionRecord._compensated,
     Failed: ExecutionRecord._failed,
     Parked: ExecutionRecord._parked,

@@ -56,6 +56,8 @@ class Started(InputEvent):
     parent: str | None = None
     """The address of the workflow that started this one as its child (None: a root)."""
     parent_seq: int | None = None
+    run: int = 1
+    """The run of the execution this event starts (above 1: it continued as new)."""
 
 
 class ChildCompleted(InputEvent):
@@ -84,6 +86,8 @@ class SignalReceived(InputEvent):
     event_type = "wf.SignalReceived"
     name: str
     payload: Any = None
+    carried: bool = False
+    """Received by the previous run, which ended without reading it: delivered again."""
 
 
 class CancelRequested(InputEvent):
@@ -231,6 +235,23 @@ class UpdateCompleted(Decision):
 
     def describe(self) -> str:
         return f"update {self.name}"
+
+
+class ContinuedAsNew(Decision):
+    """The code ended this run with ``ctx.continue_as_new(input)``: the next run starts
+    in the same commit, from ``input``, with the signals this run received but never
+    read (``carried``, each ``{"name", "payload"}``) delivered to it again."""
+
+    event_type = "wf.ContinuedAsNew"
+    input: Any
+    run: int
+    carried: list[JSONDict] = []
+
+    def signature(self) -> tuple[Any, ...]:
+        return (self.event_type, self.input)
+
+    def describe(self) -> str:
+        return f"continue as new (run {self.run + 1})"
 
 
 class Failed(Decision):
@@ -386,6 +407,7 @@ HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (
     Compensating,
     Completed,
     Compensated,
+    ContinuedAsNew,
     Failed,
     Parked,
     Resumed,

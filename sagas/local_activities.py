@@ -33,6 +33,7 @@ from sagas.activity_tasks import CANCELLED, NON_RETRYABLE, failure
 from sagas.engine_protocol import EngineCore
 from sagas.errors import ActivityError, WorkflowError
 from sagas.history import LocalActivityRan
+from sagas.runs import step_prefix
 
 LOCAL_ROUTE = "local:"
 
@@ -156,7 +157,7 @@ class LocalAttempts:
             workflow=engine.address,
             seq=seq,
             attempt=attempt,
-            idempotency_key=f"{engine.address}#{seq}",
+            idempotency_key=f"{step_prefix(engine.address, engine.run)}#{seq}",
         )
         done = run_local_attempt(act, body, info)
         again = None

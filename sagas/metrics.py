@@ -142,7 +142,7 @@ class WorkflowMetrics:
             event = rec.event
             if not isinstance(event, WorkflowEvent):
                 continue
-            if isinstance(event, Started):
+            if isinstance(event, Started) and event.run == 1:  # later runs: same execution
                 self._child(self.started, split_address(rec.originator_id)[0]).inc()
             elif isinstance(event, CallScheduled):
                 if event.attempt > 1:

@@ -4,7 +4,9 @@ A workflow change that reorders, adds or drops a step without ``ctx.patched`` pa
 every execution that runs into it. ``check_histories`` replays histories (from the store,
 or from files ``export_histories`` wrote) through the code that is about to be deployed
 and reports each divergence with the execution and the step; ``entityflow replay-check``
-exits non-zero on any, so it can gate a deploy in CI.
+exits non-zero on any, so it can gate a deploy in CI. Of an execution that continued as
+new, only the current run is read, checked and exported: the runs before it have ended
+and are never replayed again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sagas.engine import describe
 from sagas.errors import NonDeterminismError, ReplayError
 from sagas.fold import FINAL_STATUSES, UNFINISHED_STATUSES
 from sagas.replayer import replay
+from sagas.runs import RUN_SNAPSHOT
 
 History = tuple[AnyWorkflow, str, list[RecordedEvent]]
 PAGE = 500
@@ -106,7 +109,9 @@ def stored_histories(
                     if sample is not None and taken >= sample:
                         break
                     taken += 1
-                    yield wf, row.address, store.load(row.address).events
+                    # The current run only: earlier runs have ended and never replay.
+                    current = store.load(row.address, snapshot_type=RUN_SNAPSHOT)
+                    yield wf, row.address, current.events
                 if len(rows) < PAGE:
                     break
                 after = rows[-1].address

@@ -5,17 +5,21 @@ compares every decision the code takes with the one recorded at that point; the 
 difference is a :class:`~sagas.NonDeterminismError` naming the step and both decisions.
 What the code may only learn from the history (which patches it took, what a local
 activity returned) is handed to the engine before it starts.
+
+Only the current run is replayed: in a history that continued as new, the runs before
+the last ``wf.ContinuedAsNew`` are folded (for their chain) but run no code.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from eventstore import RecordedEvent
-from sagas.definition import AnyWorkflow
+from sagas.definition import AnyWorkflow, split_address
 from sagas.engine import Engine, describe
 from sagas.errors import NonDeterminismError, ReplayError
+from sagas.fold import ExecutionRecord
 from sagas.history import (
     Annotation,
     CallScheduled,
@@ -24,14 +28,35 @@ from sagas.history import (
     InputEvent,
     LocalActivityRan,
     Patched,
+    Started,
 )
+from sagas.runs import RunInfo, current_run
 
 
-def replay(definition: AnyWorkflow, address: str, events: Iterable[RecordedEvent]) -> Engine:
-    """Rebuild an engine from a history, checking that the code still takes its decisions."""
-    engine = Engine(definition, address)
+def replay(
+    definition: AnyWorkflow,
+    address: str,
+    events: Iterable[RecordedEvent],
+    runs: Sequence[RunInfo] = (),
+) -> Engine:
+    """Rebuild an engine from a history, checking that the code still takes its decisions.
+
+    ``runs`` is the chain of runs before ``events`` when they are only the current run's
+    (loaded from the snapshot at its start)."""
+    everything = list(events)
+    cut, events = current_run(everything)
+    chain = list(runs)
+    if cut:
+        before = ExecutionRecord(address, *split_address(address))
+        before.runs, before.version = chain, everything[0].version - 1
+        for rec in everything[:cut]:
+            before.apply(rec.event, rec.timestamp)
+        chain = before.runs
+    first = events[0].event if events else None
+    engine = Engine(definition, address, run=first.run if isinstance(first, Started) else 1)
+    engine.record.runs = chain
+    engine.record.version = events[0].version - 1 if events else 0
     engine.replaying = True
-    events = list(events)
     engine.recorded_patches = frozenset(
         rec.event.change_id for rec in events if isinstance(rec.event, Patched)
     )

@@ -124,6 +124,7 @@ class Timeline(BaseModel):
     ended_at: datetime | None = Field(description="when it completed, compensated or failed")
     updated_at: datetime | None
     version: int
+    run: int = Field(1, description="the run shown: the current one (the status lists all)")
     result: Any = None
     error: str | None = None
     failed_compensation: str | None = None
@@ -467,7 +468,8 @@ _HANDLERS: dict[type[Any], _Handler] = {
 def build_timeline(
     events: Iterable[RecordedEvent], *, memo: dict[str, Any] | None = None
 ) -> Timeline:
-    """The timeline of one execution from its whole history (oldest first).
+    """The timeline of one execution from its history (oldest first; of an execution
+    that continued as new, the current run's).
 
     ``memo`` is what a replay of the code rebuilt (the API passes it; None when the
     code no longer replays). An empty history is a :class:`ValueError`: nothing started.
@@ -478,6 +480,7 @@ def build_timeline(
     address = history[0].stream_id
     workflow_type, workflow_id = split_address(address)
     record = ExecutionRecord(address, workflow_type, workflow_id)
+    record.version = history[0].version - 1  # a run after continue-as-new starts further on
     builder = _Builder()
     for rec in history:
         record.apply(rec.event, rec.timestamp)
@@ -495,6 +498,7 @@ def build_timeline(
         ended_at=builder.ended_at,
         updated_at=view.updated_at,
         version=view.version,
+        run=view.run,
         result=view.result,
         error=view.error,
         failed_compensation=view.failed_compensation,

@@ -1,6 +1,6 @@
 """``GET /workflows/{type}/{id}/timeline``: one execution's saga timeline, for the console.
 
-The timeline is computed here, in Python, from the whole history
+The timeline is computed here, in Python, from the history of the current run
 (:func:`sagas.timeline.build_timeline`): the console only draws it. The execution's
 ``memo`` comes from a replay of its code, like a query's view; an execution whose code no
 longer replays (parked) still gets its timeline, with ``memo`` None. One route per
@@ -20,6 +20,7 @@ from api.errors import JSON, ErrorBody
 from api.routes.workflows import WorkflowId
 from sagas import ReplayError, UnknownWorkflowError, WorkflowNotFoundError, replay
 from sagas.definition import AnyWorkflow
+from sagas.runs import RUN_SNAPSHOT, current_run
 from sagas.timeline import Timeline, build_timeline
 
 __all__ = ["install", "timeline_of"]
@@ -34,7 +35,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def timeline_of(ctx: ApiContext, wf: AnyWorkflow, workflow_id: str) -> Timeline:
     """Read the execution's history and lay it out (blocking: run it in the executor)."""
     address = wf.address(workflow_id)
-    events = ctx.store.load(address).events
+    everything = ctx.store.load(address, snapshot_type=RUN_SNAPSHOT)
+    events = current_run(everything.events)[1]
     if not events:
         raise WorkflowNotFoundError(
             f"{address} has not started (or its start message is not processed yet)"

@@ -67,6 +67,10 @@ WorkflowId = Annotated[
         examples=["order-17"],
     ),
 ]
+Run = Annotated[
+    int | None,
+    Query(ge=1, le=2**31, description="only this run of an execution that continued as new"),
+]
 Wait = Annotated[
     float | None,
     Query(
@@ -420,11 +424,11 @@ class WorkflowRoutes:
         client, ctx = self.client, self.ctx
 
         async def history(
-            workflow_id: WorkflowId, after: After = 0, limit: Limit = 100
+            workflow_id: WorkflowId, after: After = 0, limit: Limit = 100, run: Run = None
         ) -> Response:
             wf.address(workflow_id)
             events = await ctx.run(
-                lambda: client.history(wf, workflow_id, after=after, limit=limit)
+                lambda: client.history(wf, workflow_id, after=after, limit=limit, run=run)
             )
             return event_page(events, limit)
 
@@ -433,7 +437,8 @@ class WorkflowRoutes:
             "/{workflow_id}/history",
             history,
             methods=["GET"],
-            summary=f"The history of one {wf.name}, oldest first, paged",
+            summary=f"The history of one {wf.name}, oldest first, paged: every run, or one "
+            "(?run=N; the status lists the runs of an execution that continued as new)",
             operation_id=f"workflow_history_{wf.name}".replace(".", "_"),
             responses={200: {"model": EventPage, "description": "a page of events"}, **READ_ERRORS},
         )

@@ -61,9 +61,11 @@ def test_an_ended_execution_takes_no_updates(stack: Stack) -> None:
     assert r.status_code == 202, r.text
     status = stack.http.get(f"/workflows/Transfer/{wid}", params={"wait": "30"}).json()
     assert status["status"] == "completed", status
+    before = _history_types(stack, wid)
     r = _remark(stack, wid, {"text": "too late"})
     assert r.status_code == 409, r.text
     assert "finished" in r.text
+    assert _history_types(stack, wid) == before  # nothing recorded
 
 
 def test_the_document_types_the_update(stack: Stack) -> None:

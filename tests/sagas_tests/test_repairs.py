@@ -90,6 +90,10 @@ async def test_a_retried_compensation_finishes_and_the_older_ones_run(shop: Shop
         f"compensation #{failed} retried by an operator",
     )
     assert timeline.status == "compensated" and timeline.ended_at is not None
+    # retrying the compensation that has now succeeded is refused, and records nothing
+    with pytest.raises(WorkflowRefusedError, match="is compensated: only a failed execution"):
+        await shop.workflows.repair(mend, wid, failed, "retry")
+    assert len(shop.workflows.history(mend, wid)) == len(history)
 
 
 async def test_a_skipped_compensation_is_recorded_with_its_reason(shop: Shop) -> None:
