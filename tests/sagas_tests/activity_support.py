@@ -162,6 +162,21 @@ async def run_sleepy(ctx: WorkflowContext, t: TagInput) -> dict[str, Any]:
     return {"timed_out": False}
 
 
+queued = Workflow("Queued", input=TagInput, output=dict[str, Any])
+
+
+@queued.run
+async def run_queued(ctx: WorkflowContext, t: TagInput) -> dict[str, Any]:
+    """Waits at most ``seconds`` for a worker to take each attempt (two attempts)."""
+    waiting = sleep_for.options(
+        retry=RetryPolicy(attempts=2, initial_interval=0.02), schedule_to_start=t.seconds
+    )
+    try:
+        return {"result": await ctx.execute_activity(waiting, t.tag, 0.0)}
+    except ActivityError as exc:
+        return {"timeout": exc.timeout, "type": exc.error_type, "attempts": exc.attempts}
+
+
 class GreetInput(BaseModel):
     name: str
 
@@ -202,4 +217,4 @@ async def run_refundable(ctx: WorkflowContext, r: RefundInput) -> str:
 
 
 ACTIVITIES = (charge_card, decline_card, sleep_for, async_greeting, count_to, wait_for_cancel)
-ACTIVITY_WORKFLOWS = (pay, declined, sleepy, greet, progress, refundable)
+ACTIVITY_WORKFLOWS = (pay, declined, sleepy, queued, greet, progress, refundable)
