@@ -128,6 +128,17 @@ async def run_pay(ctx: WorkflowContext, p: PayInput) -> dict[str, Any]:
     return {"receipt": receipt.model_dump(mode="json"), "is_receipt": isinstance(receipt, Receipt)}
 
 
+patient = Workflow("Patient", input=PayInput, output=dict[str, Any])
+
+
+@patient.run
+async def run_patient(ctx: WorkflowContext, p: PayInput) -> dict[str, Any]:
+    """A retry that waits 30 s: long enough to look at a step between two attempts."""
+    slow = charge_card.options(retry=RetryPolicy(attempts=2, initial_interval=30.0))
+    receipt = await ctx.execute_activity(slow, p.card, p.amount, fail_first=p.fail_first)
+    return receipt.model_dump(mode="json")
+
+
 class TagInput(BaseModel):
     tag: str
     seconds: float = 0.0
@@ -217,4 +228,4 @@ async def run_refundable(ctx: WorkflowContext, r: RefundInput) -> str:
 
 
 ACTIVITIES = (charge_card, decline_card, sleep_for, async_greeting, count_to, wait_for_cancel)
-ACTIVITY_WORKFLOWS = (pay, declined, sleepy, queued, greet, progress, refundable)
+ACTIVITY_WORKFLOWS = (pay, patient, declined, sleepy, queued, greet, progress, refundable)

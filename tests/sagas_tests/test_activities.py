@@ -28,6 +28,7 @@ from sagas import (
     activity,
     heartbeat,
 )
+from sagas.timeline import build_timeline
 from tests.sagas_tests.activity_support import (
     ACTIVITIES,
     ACTIVITY_WORKFLOWS,
@@ -41,6 +42,7 @@ from tests.sagas_tests.activity_support import (
     count_to,
     declined,
     greet,
+    patient,
     pay,
     progress,
     queued,
@@ -116,6 +118,31 @@ async def test_an_attempt_that_overruns_its_timeout_is_failed_and_retried(host: 
     # The late answers of both attempts found the step already decided: nothing changed.
     await asyncio.sleep(2.0)
     assert host.workflows.status(sleepy, wid).steps[0].code == "timed_out:start_to_close"
+
+
+async def test_a_step_waiting_to_retry_shows_its_attempts_last_error_and_next_try(
+    host: Host,
+) -> None:
+    """What the status (and so GET /workflows/{type}/{id}) and the timeline show of an
+    activity between two attempts: the attempt count, the last error, when it is tried
+    next; the history keeps each attempt with its error."""
+    wid = host.workflows.start(patient, {"card": "patient-1", "fail_first": 1})
+    await host.workflows.wait(patient, wid, until={"running"})
+    for _ in range(500):
+        step = host.workflows.status(patient, wid).steps[0]
+        if step.attempts == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert (step.status, step.attempts, step.code) == ("pending", 2, "ConnectionError")
+    assert step.error == "ConnectionError: payment API unreachable (attempt 1)"
+    assert step.not_before is not None and step.scheduled_at is not None
+    assert 29 <= (step.not_before - step.scheduled_at).total_seconds() <= 31
+    assert CALLS["patient-1"] == 1  # the retry waits on a durable timer, not a worker
+    timeline = build_timeline(host.workflows.history(patient, wid))
+    (entry,) = [e for e in timeline.entries if e.kind == "activity"]
+    first = entry.attempts[0]
+    assert (first.attempt, first.status, first.code) == (1, "rejected", "ConnectionError")
+    assert [a.status for a in entry.attempts] == ["rejected", "pending"]
 
 
 async def test_async_activities_run_too(host: Host) -> None:
