@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from examples.shop import ENTITIES, Account, order_saga
+from examples.shop import ACTIVITIES, ENTITIES, Account, order_saga
 from sagas import Domain, Workflow, WorkflowContext
 
 
@@ -70,4 +70,9 @@ def evolve(release: str) -> Workflow[EvolveInput, str]:
 
 
 def domain(release: str) -> Domain:
-    return Domain(ENTITIES, (order_saga, batch, leg, evolve(release)), resend_after=2.0)
+    return Domain(
+        ENTITIES,
+        (order_saga, batch, leg, evolve(release)),
+        activities=ACTIVITIES,
+        resend_after=2.0,
+    )
