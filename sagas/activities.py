@@ -53,7 +53,10 @@ class ActivityOptions(BaseModel):
     """How one call of an activity is run: timeouts in seconds, retries by the policy.
 
     ``start_to_close`` bounds one attempt, ``schedule_to_close`` all attempts together
-    (retries included), ``heartbeat_timeout`` the silence between two heartbeats.
+    (retries included), ``heartbeat_timeout`` the silence between two heartbeats, and
+    ``schedule_to_start`` how long an attempt may wait for a worker to take it (no
+    activity worker running, all of them busy): a task nobody took in time is failed as
+    timed out and retried, rather than left to wait out its whole start-to-close.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -61,6 +64,7 @@ class ActivityOptions(BaseModel):
     start_to_close: float = Field(default=60.0, gt=0, le=86_400 * 7)
     schedule_to_close: float | None = Field(default=None, gt=0, le=86_400 * 365)
     heartbeat_timeout: float | None = Field(default=None, gt=0, le=86_400)
+    schedule_to_start: float | None = Field(default=None, gt=0, le=86_400 * 7)
 
 
 DEFAULT_ACTIVITY_RETRY = RetryPolicy()
@@ -192,11 +196,13 @@ class Activity(Generic[P, R]):
         start_to_close: float | None = None,
         schedule_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        schedule_to_start: float | None = None,
     ) -> Activity[P, R]:
         """The same activity, run with these options (a new reference; this one is kept).
 
         ``start_to_close`` (default 60 s) bounds one attempt, ``schedule_to_close`` all of
-        them, ``heartbeat_timeout`` the silence between heartbeats; ``retry`` defaults to
+        them, ``heartbeat_timeout`` the silence between heartbeats, ``schedule_to_start``
+        the wait in the task queue until a worker takes the attempt; ``retry`` defaults to
         ten attempts, 1 s doubling to at most 60 s.
         """
         changed = copy.copy(self)
@@ -208,6 +214,7 @@ class Activity(Generic[P, R]):
                 "start_to_close": start_to_close,
                 "schedule_to_close": schedule_to_close,
                 "heartbeat_timeout": heartbeat_timeout,
+                "schedule_to_start": schedule_to_start,
             }.items()
             if v is not None
         }

@@ -5,6 +5,8 @@
   ``workflow:<Type>/<id>#<step>`` (``.<attempt>`` from the second attempt on), answered
   with a reply to the workflow, correlated ``<step>.<attempt>`` like an entity call;
 - a **heartbeat** goes from the running attempt to the workflow (control ``heartbeat``);
+  an attempt with a schedule-to-start timeout also sends one, marked ``started``, when a
+  worker takes it (only then: it costs a message, and nothing else needs to know);
 - a **timeout** is a reply the coordinator sends itself when an attempt overran, so that
   it enters the history as an input and replays the same way.
 """
@@ -22,7 +24,9 @@ from eventstore import Outcome
 from sagas.fold import StepInfo
 
 TIMED_OUT = "timed_out"
-"""``Outcome.code`` of an attempt that overran its start-to-close or heartbeat timeout."""
+"""``Outcome.code`` of an attempt that overran a timeout: ``timed_out:<which>``, which is
+one of :data:`TIMEOUTS` (histories written before it was named say ``timed_out``)."""
+TIMEOUTS = ("start_to_close", "schedule_to_start", "heartbeat", "schedule_to_close")
 NON_RETRYABLE = "non_retryable:"
 """Prefix of the ``Outcome.code`` of an error the activity marked non-retryable itself
 (``non_retryable:CardDeclined``)."""
@@ -45,13 +49,28 @@ class ActivityTask(BaseModel):
     arguments: dict[str, Any]
     heartbeat_details: Any = None
     heartbeat_timeout: float | None = None
+    start_by: datetime | None = None
+    """With a schedule-to-start timeout: the moment after which the workflow has failed
+    this attempt as not taken in time; a worker that takes it later passes it over."""
 
 
 def failure(code: str | None) -> tuple[str | None, bool]:
-    """(error type, whether it stopped the retries) of an attempt's ``Outcome.code``."""
+    """(error type, whether it stopped the retries) of an attempt's ``Outcome.code``; every
+    timeout has the error type ``timed_out`` (see :func:`timeout_of` for which one)."""
     if code is not None and code.startswith(NON_RETRYABLE):
         return code.removeprefix(NON_RETRYABLE), True
+    if code is not None and code.startswith(f"{TIMED_OUT}:"):
+        return TIMED_OUT, False
     return code, False
+
+
+def timeout_of(code: str | None) -> str | None:
+    """Which timeout an attempt's ``Outcome.code`` says it overran (None: it did not)."""
+    if code == TIMED_OUT:
+        return "start_to_close"  # the only one histories recorded before they were named
+    if code is not None and code.startswith(f"{TIMED_OUT}:"):
+        return code.removeprefix(f"{TIMED_OUT}:")
+    return None
 
 
 def is_activity_step(step: StepInfo) -> bool:
@@ -71,6 +90,8 @@ def idempotency_key(step: StepInfo) -> str:
 
 def task_envelope(workflow: str, step: StepInfo, correlation: str) -> Envelope:
     timeouts = step.activity
+    s2s = timeouts.schedule_to_start if timeouts else None
+    due = step.not_before or step.scheduled_at
     task = ActivityTask(
         workflow=workflow,
         seq=step.seq,
@@ -79,6 +100,7 @@ def task_envelope(workflow: str, step: StepInfo, correlation: str) -> Envelope:
         arguments=step.args,
         heartbeat_details=step.heartbeat_details,
         heartbeat_timeout=timeouts.heartbeat_timeout if timeouts else None,
+        start_by=due + timedelta(seconds=s2s) if s2s is not None and due is not None else None,
     )
     return Envelope(
         command_id=step.command_id,
@@ -91,39 +113,56 @@ def task_envelope(workflow: str, step: StepInfo, correlation: str) -> Envelope:
     )
 
 
-def heartbeat_envelope(task: ActivityTask, details: Any) -> Envelope:
-    return Envelope(
-        address=task.workflow,
-        kind="control",
-        name="heartbeat",
-        args={"seq": task.seq, "attempt": task.attempt, "details": details},
-    )
+def heartbeat_envelope(task: ActivityTask, details: Any, *, started: bool = False) -> Envelope:
+    args: dict[str, Any] = {"seq": task.seq, "attempt": task.attempt, "details": details}
+    if started:
+        args["started"] = True
+    return Envelope(address=task.workflow, kind="control", name="heartbeat", args=args)
 
 
-def timeout_reply(workflow: str, step: StepInfo, correlation: str, why: str) -> Envelope:
+def timeout_reply(
+    workflow: str, step: StepInfo, correlation: str, overran: tuple[str, str]
+) -> Envelope:
+    which, why = overran
     outcome: Outcome[Any] = Outcome(
-        step.command_id, step.address, step.command, "rejected", error=why, code=TIMED_OUT
+        step.command_id,
+        step.address,
+        step.command,
+        "rejected",
+        error=why,
+        code=f"{TIMED_OUT}:{which}",
     )
     return reply_envelope(workflow, outcome, correlation)
 
 
-def overrun(step: StepInfo, now: datetime) -> str | None:
-    """Why the running attempt has overrun, if it has: start-to-close, heartbeat or
-    schedule-to-close (measured from when the attempt was due, which is when it was sent)."""
+def overrun(step: StepInfo, now: datetime) -> tuple[str, str] | None:
+    """Which timeout the running attempt has overrun and why, if it has: start-to-close,
+    schedule-to-start, heartbeat or schedule-to-close (measured from when the attempt was
+    due, which is when it was sent)."""
     options = step.activity
     if options is None:
         return None
     started = step.not_before or step.scheduled_at or now
     if now - started > timedelta(seconds=options.start_to_close):
-        return f"overran its start-to-close timeout of {options.start_to_close:g}s"
+        why = f"overran its start-to-close timeout of {options.start_to_close:g}s"
+        return "start_to_close", why
+    s2s = options.schedule_to_start
+    taken = step.started_at is not None and step.started_at >= started
+    if s2s is not None and not taken and now - started > timedelta(seconds=s2s):
+        return "schedule_to_start", (
+            f"was not taken by any activity worker within its schedule-to-start timeout of "
+            f"{s2s:g}s (is a worker running activity {step.command!r}?)"
+        )
     if options.heartbeat_timeout is not None:
         beat = step.heartbeat_at if step.heartbeat_at and step.heartbeat_at > started else started
         if now - beat > timedelta(seconds=options.heartbeat_timeout):
-            return (
+            return "heartbeat", (
                 f"sent no heartbeat within its heartbeat timeout of {options.heartbeat_timeout:g}s"
             )
     if options.schedule_to_close is not None:
         first = step.first_scheduled_at or started
         if now - first > timedelta(seconds=options.schedule_to_close):
-            return f"overran its schedule-to-close timeout of {options.schedule_to_close:g}s"
+            return "schedule_to_close", (
+                f"overran its schedule-to-close timeout of {options.schedule_to_close:g}s"
+            )
     return None

@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from actors import Delivery, Envelope, Mailbox
@@ -186,6 +187,13 @@ class ActivityWorker:
         except Exception as exc:
             log.warning("a malformed activity task was passed over: %s", exc)
             return
+        if task.start_by is not None:
+            if datetime.now(UTC) > task.start_by:
+                # The workflow has failed this attempt as not taken in time (and scheduled
+                # the next one, if its policy allows): running it would be wasted work.
+                log.info("%s was taken after its schedule-to-start: passed over", env.command_id)
+                return
+            self.mailbox.send(heartbeat_envelope(task, None, started=True))
         act = self.activities.get(env.name)
         if act is None:
             self._answer(

@@ -312,7 +312,7 @@ class WorkflowActor:
         if why is None:
             return []
         self._timed_out.add(step.command_id)
-        log.info("%s: %s %s", self.address, step.command_id, why)
+        log.info("%s: %s %s", self.address, step.command_id, why[1])
         return [timeout_reply(self.address, step, correlation(step), why)]
 
     # -- messages ---------------------------------------------------------------------
@@ -469,8 +469,9 @@ class WorkflowActor:
         step = engine.record.steps.get(seq) if isinstance(seq, int) else None
         if step is None or step.status != "pending" or step.attempts != attempt:
             return Turn(status=None)
+        started = env.args.get("started") is True  # a worker took it (schedule-to-start)
         event = ActivityHeartbeat(
-            seq=step.seq, attempt=step.attempts, details=env.args.get("details")
+            seq=step.seq, attempt=step.attempts, details=env.args.get("details"), started=started
         )
         self._apply([event], now)
         return Turn(events=[event], status=None)

@@ -26,7 +26,7 @@ from actors import RetryPolicy
 from actors.timers import due_time
 from eventstore import JSONDict
 from sagas.activities import Activity, ActivityOptions
-from sagas.activity_tasks import TIMED_OUT, activity_address, failure
+from sagas.activity_tasks import TIMED_OUT, activity_address, failure, timeout_of
 from sagas.context import CallHandle, Decoder, Pending, WorkflowContext
 from sagas.definition import AnyWorkflow, split_address
 from sagas.errors import (
@@ -254,6 +254,7 @@ class Engine:
                         error,
                         step.attempts,
                         timed_out=error_type == TIMED_OUT,
+                        timeout=timeout_of(event.code),
                         non_retryable=final,
                     )
                 )

@@ -87,8 +87,9 @@ class ActivityError(StepFailed):
     """An activity did not succeed within its retry policy and timeouts.
 
     ``error_type`` is the class name of what it raised (or an ``ApplicationError``'s
-    ``type``); ``timed_out`` whether the last attempt overran a timeout; ``non_retryable``
-    whether the error stopped the retries at once.
+    ``type``); ``timed_out`` whether the last attempt overran a timeout, ``timeout``
+    which one (``start_to_close``, ``schedule_to_start``, ``heartbeat``,
+    ``schedule_to_close``); ``non_retryable`` whether the error stopped the retries at once.
     """
 
     def __init__(
@@ -101,10 +102,12 @@ class ActivityError(StepFailed):
         *,
         timed_out: bool = False,
         non_retryable: bool = False,
+        timeout: str | None = None,
     ) -> None:
         super().__init__(seq, "activity", name, "failed", reason, attempts)
         self.error_type = error_type
         self.timed_out = timed_out
+        self.timeout = timeout
         self.non_retryable = non_retryable
 
 

@@ -85,6 +85,8 @@ class StepInfo(BaseModel):
     first_scheduled_at: datetime | None = None
     heartbeat_details: Any = None
     heartbeat_at: datetime | None = None
+    started_at: datetime | None = None
+    """When a worker took the attempt (known only with a schedule-to-start timeout)."""
 
 
 TimerStatus = Literal["pending", "fired", "cancelled"]
@@ -443,7 +445,9 @@ class ExecutionRecord:
 
     def _heartbeat(self, event: ActivityHeartbeat) -> None:
         step = self.steps.get(event.seq)
-        if step is not None:
+        if step is not None and event.started:
+            step.started_at = self.updated_at
+        elif step is not None:
             step.heartbeat_details, step.heartbeat_at = event.details, self.updated_at
 
     # -- views ---------------------------------------------------------------------------

@@ -377,12 +377,15 @@ class Resumed(Annotation):
 
 
 class ActivityHeartbeat(Annotation):
-    """The latest progress a running attempt reported; the next attempt starts from it."""
+    """The latest progress a running attempt reported; the next attempt starts from it.
+    ``started``: not progress but the notice that a worker took the attempt (sent only
+    by attempts with a schedule-to-start timeout)."""
 
     event_type = "wf.ActivityHeartbeat"
     seq: int
     attempt: int
     details: Any = None
+    started: bool = False
 
 
 HISTORY_EVENTS: tuple[type[WorkflowEvent], ...] = (

@@ -267,7 +267,7 @@ class _Builder:
 
     def heartbeat(self, e: ActivityHeartbeat) -> None:
         entry = self.calls.get(e.seq)
-        if entry is None:
+        if entry is None or e.started:  # taken by a worker: not progress
             return
         for attempt in entry.attempts:
             if attempt.attempt == e.attempt:

@@ -1,4 +1,5 @@
-"""The shop: accounts, inventory items and carts (and, with the saga layer, orders).
+"""The shop: accounts, inventory items and carts (and, with the saga layer, orders and
+their fulfilment activity).
 
 Read ``accounts.py`` first; every entity follows the same shape: a state model, its
 events, command handlers that decide, and ``@apply`` methods that change the state.
@@ -10,13 +11,17 @@ from examples.shop.inventory import InventoryItem, InventoryState
 from examples.shop.orders import OrderInput, OrderLine, OrderResult, order_saga
 from examples.shop.refunds import RefundInput, RefundResult, refund
 from examples.shop.reports import LowStockReport, StockLevel
+from examples.shop.shipping import CARRIER, Shipment, ship_order
 from sagas import Domain
 
 ENTITIES = (Account, InventoryItem, Cart)
 WORKFLOWS = (order_saga, refund)
-DOMAIN = Domain(ENTITIES, WORKFLOWS)
+ACTIVITIES = (ship_order,)
+DOMAIN = Domain(ENTITIES, WORKFLOWS, activities=ACTIVITIES)
 
 __all__ = [
+    "ACTIVITIES",
+    "CARRIER",
     "DOMAIN",
     "ENTITIES",
     "WORKFLOWS",
@@ -32,7 +37,9 @@ __all__ = [
     "OrderResult",
     "RefundInput",
     "RefundResult",
+    "Shipment",
     "StockLevel",
     "order_saga",
     "refund",
+    "ship_order",
 ]

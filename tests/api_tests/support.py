@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from actors import CommandContext, Entity, Rejected, apply, command, query
 from eventstore import DomainEvent
-from examples.shop import ENTITIES, WORKFLOWS, Account
+from examples.shop import ACTIVITIES, ENTITIES, WORKFLOWS, Account
 from sagas import (
     ActivityError,
     ApplicationError,
@@ -212,4 +212,4 @@ async def run_payout(ctx: WorkflowContext, p: PayoutInput) -> str:
 
 
 API_WORKFLOWS = (*WORKFLOWS, transfer, receipt, payout)
-API_DOMAIN = Domain(API_ENTITIES, API_WORKFLOWS, activities=[send_receipt])
+API_DOMAIN = Domain(API_ENTITIES, API_WORKFLOWS, activities=[*ACTIVITIES, send_receipt])

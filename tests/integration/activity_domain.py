@@ -15,7 +15,16 @@ from psycopg import sql
 from pydantic import BaseModel
 
 from examples.shop import Account
-from sagas import Domain, RetryPolicy, Workflow, WorkflowContext, activity, activity_info, heartbeat
+from sagas import (
+    ActivityError,
+    Domain,
+    RetryPolicy,
+    Workflow,
+    WorkflowContext,
+    activity,
+    activity_info,
+    heartbeat,
+)
 
 
 def provider() -> tuple[str, str]:
@@ -83,4 +92,20 @@ async def run_charge_order(ctx: WorkflowContext, c: ChargeInput) -> int:
     return await ctx.execute_activity(patient, c.order, c.seconds)
 
 
-DOMAIN = Domain((Account,), workflows=[charge_order], activities=[slow_charge])
+queued_charge = Workflow("QueuedCharge", input=ChargeInput, output=str)
+
+
+@queued_charge.run
+async def run_queued_charge(ctx: WorkflowContext, c: ChargeInput) -> str:
+    """Waits ``seconds`` at most for a worker to take each of two attempts."""
+    waiting = slow_charge.options(
+        schedule_to_start=c.seconds, retry=RetryPolicy(attempts=2, initial_interval=0.1)
+    )
+    try:
+        await ctx.execute_activity(waiting, c.order, 0.0)
+    except ActivityError as exc:
+        return f"{exc.timeout} after {exc.attempts} attempts"
+    return "charged"
+
+
+DOMAIN = Domain((Account,), workflows=[charge_order, queued_charge], activities=[slow_charge])

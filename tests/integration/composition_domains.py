@@ -15,7 +15,7 @@ from decimal import Decimal
 from pydantic import BaseModel
 
 from actors import RetryPolicy
-from examples.shop import ENTITIES, Account, order_saga
+from examples.shop import ACTIVITIES, ENTITIES, Account, order_saga
 from sagas import Domain, Workflow, WorkflowContext
 from tests.sagas_tests.support import Vault
 
@@ -155,4 +155,4 @@ async def run_mend(ctx: WorkflowContext, data: MendInput) -> None:
 
 def domain(release: str) -> Domain:
     workflows = (order_saga, batch, leg, evolve(release), rollover, mixed, waiter, fanout, mend)
-    return Domain((*ENTITIES, Vault), workflows, resend_after=2.0)
+    return Domain((*ENTITIES, Vault), workflows, activities=ACTIVITIES, resend_after=2.0)

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from examples.shop import ENTITIES, Account, order_saga
+from examples.shop import ACTIVITIES, ENTITIES, Account, order_saga
 from sagas import Domain, Workflow, WorkflowContext
 
 
@@ -35,4 +35,4 @@ def drift(release: str) -> Workflow[DriftInput, str]:
 
 
 def domain(release: str) -> Domain:
-    return Domain(ENTITIES, (order_saga, drift(release)), resend_after=2.0)
+    return Domain(ENTITIES, (order_saga, drift(release)), activities=ACTIVITIES, resend_after=2.0)

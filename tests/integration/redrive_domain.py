@@ -7,8 +7,8 @@ from pydantic import BaseModel
 
 from actors import CommandContext, Entity, apply, command, query
 from eventstore import DomainEvent
+from examples.shop import ACTIVITIES, WORKFLOWS
 from examples.shop import ENTITIES as SHOP
-from examples.shop import WORKFLOWS
 from sagas import Domain
 
 
@@ -52,4 +52,4 @@ class Parcel(Entity[ParcelState]):
 
 
 ENTITIES = (*SHOP, Parcel)
-DOMAIN = Domain(ENTITIES, WORKFLOWS)
+DOMAIN = Domain(ENTITIES, WORKFLOWS, activities=ACTIVITIES)

@@ -15,7 +15,12 @@ import pytest
 from actors.mailbox.kafka import KafkaMailbox
 from eventstore.kafka.io import KafkaSettings
 from sagas import Host
-from tests.integration.activity_domain import DOMAIN, charge_order, create_provider_tables
+from tests.integration.activity_domain import (
+    DOMAIN,
+    charge_order,
+    create_provider_tables,
+    queued_charge,
+)
 from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -39,9 +44,20 @@ def client(pg_url: str, kafka_bootstrap: str, namespace: str) -> Iterator[Host]:
 
 
 def _worker(
-    workers: list[WorkerProcess], pg_url: str, bootstrap: str, namespace: str
+    workers: list[WorkerProcess],
+    pg_url: str,
+    bootstrap: str,
+    namespace: str,
+    extra_env: dict[str, str] | None = None,
 ) -> WorkerProcess:
-    w = WorkerProcess(pg_url, bootstrap, namespace, domain=DOMAIN_MODULE, partitions=PARTITIONS)
+    w = WorkerProcess(
+        pg_url,
+        bootstrap,
+        namespace,
+        domain=DOMAIN_MODULE,
+        partitions=PARTITIONS,
+        extra_env=extra_env,
+    )
     workers.append(w)
     return w
 
@@ -84,3 +100,27 @@ def test_activities_survive_the_kill_of_the_worker_running_them(
     attempted = count_rows(pg_url, "attempts")
     assert attempted >= ORDERS + cut_off, attempted  # the killed ones ran again
     assert second.terminate() == 0, second.output
+
+
+def test_with_no_activity_worker_an_attempt_times_out_on_its_schedule_to_start(
+    pg_url: str, kafka_bootstrap: str, namespace: str, workers: list[WorkerProcess], client: Host
+) -> None:
+    """An entity-only worker (activity concurrency 0): the tasks wait on the broker, no
+    worker takes them, and each attempt fails after its schedule-to-start of 1 s."""
+    base, _, schema = pg_url.partition("?schema=")
+    create_provider_tables(base, schema)
+    only = _worker(
+        workers, pg_url, kafka_bootstrap, namespace, {"ENTITYFLOW_ACTIVITY_CONCURRENCY": "0"}
+    )
+    only.wait_assigned()
+    wid = client.workflows.start(queued_charge, {"order": "q-1", "seconds": 1.0})
+
+    def ended() -> bool:
+        return len(client.workflows.executions(queued_charge, status="completed")) == 1
+
+    wait_until(ended, 60, "the workflow to complete", context=outputs(only))
+    assert client.workflows.result(queued_charge, wid) == "schedule_to_start after 2 attempts"
+    step = client.workflows.status(queued_charge, wid).steps[0]
+    assert step.code == "timed_out:schedule_to_start"
+    assert count_rows(pg_url, "attempts") == 0
+    assert only.terminate() == 0, only.output

@@ -128,6 +128,17 @@ async def run_pay(ctx: WorkflowContext, p: PayInput) -> dict[str, Any]:
     return {"receipt": receipt.model_dump(mode="json"), "is_receipt": isinstance(receipt, Receipt)}
 
 
+patient = Workflow("Patient", input=PayInput, output=dict[str, Any])
+
+
+@patient.run
+async def run_patient(ctx: WorkflowContext, p: PayInput) -> dict[str, Any]:
+    """A retry that waits 30 s: long enough to look at a step between two attempts."""
+    slow = charge_card.options(retry=RetryPolicy(attempts=2, initial_interval=30.0))
+    receipt = await ctx.execute_activity(slow, p.card, p.amount, fail_first=p.fail_first)
+    return receipt.model_dump(mode="json")
+
+
 class TagInput(BaseModel):
     tag: str
     seconds: float = 0.0
@@ -160,6 +171,21 @@ async def run_sleepy(ctx: WorkflowContext, t: TagInput) -> dict[str, Any]:
     except ActivityError as exc:
         return {"timed_out": exc.timed_out, "attempts": exc.attempts, "reason": exc.reason}
     return {"timed_out": False}
+
+
+queued = Workflow("Queued", input=TagInput, output=dict[str, Any])
+
+
+@queued.run
+async def run_queued(ctx: WorkflowContext, t: TagInput) -> dict[str, Any]:
+    """Waits at most ``seconds`` for a worker to take each attempt (two attempts)."""
+    waiting = sleep_for.options(
+        retry=RetryPolicy(attempts=2, initial_interval=0.02), schedule_to_start=t.seconds
+    )
+    try:
+        return {"result": await ctx.execute_activity(waiting, t.tag, 0.0)}
+    except ActivityError as exc:
+        return {"timeout": exc.timeout, "type": exc.error_type, "attempts": exc.attempts}
 
 
 class GreetInput(BaseModel):
@@ -202,4 +228,4 @@ async def run_refundable(ctx: WorkflowContext, r: RefundInput) -> str:
 
 
 ACTIVITIES = (charge_card, decline_card, sleep_for, async_greeting, count_to, wait_for_cancel)
-ACTIVITY_WORKFLOWS = (pay, declined, sleepy, greet, progress, refundable)
+ACTIVITY_WORKFLOWS = (pay, patient, declined, sleepy, queued, greet, progress, refundable)

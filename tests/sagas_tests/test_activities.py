@@ -28,6 +28,7 @@ from sagas import (
     activity,
     heartbeat,
 )
+from sagas.timeline import build_timeline
 from tests.sagas_tests.activity_support import (
     ACTIVITIES,
     ACTIVITY_WORKFLOWS,
@@ -41,8 +42,10 @@ from tests.sagas_tests.activity_support import (
     count_to,
     declined,
     greet,
+    patient,
     pay,
     progress,
+    queued,
     refundable,
     sleepy,
     wait_for_cancel,
@@ -114,7 +117,32 @@ async def test_an_attempt_that_overruns_its_timeout_is_failed_and_retried(host: 
     assert CALLS["slow-1"] == 2
     # The late answers of both attempts found the step already decided: nothing changed.
     await asyncio.sleep(2.0)
-    assert host.workflows.status(sleepy, wid).steps[0].code == "timed_out"
+    assert host.workflows.status(sleepy, wid).steps[0].code == "timed_out:start_to_close"
+
+
+async def test_a_step_waiting_to_retry_shows_its_attempts_last_error_and_next_try(
+    host: Host,
+) -> None:
+    """What the status (and so GET /workflows/{type}/{id}) and the timeline show of an
+    activity between two attempts: the attempt count, the last error, when it is tried
+    next; the history keeps each attempt with its error."""
+    wid = host.workflows.start(patient, {"card": "patient-1", "fail_first": 1})
+    await host.workflows.wait(patient, wid, until={"running"})
+    for _ in range(500):
+        step = host.workflows.status(patient, wid).steps[0]
+        if step.attempts == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert (step.status, step.attempts, step.code) == ("pending", 2, "ConnectionError")
+    assert step.error == "ConnectionError: payment API unreachable (attempt 1)"
+    assert step.not_before is not None and step.scheduled_at is not None
+    assert 29 <= (step.not_before - step.scheduled_at).total_seconds() <= 31
+    assert CALLS["patient-1"] == 1  # the retry waits on a durable timer, not a worker
+    timeline = build_timeline(host.workflows.history(patient, wid))
+    (entry,) = [e for e in timeline.entries if e.kind == "activity"]
+    first = entry.attempts[0]
+    assert (first.attempt, first.status, first.code) == (1, "rejected", "ConnectionError")
+    assert [a.status for a in entry.attempts] == ["rejected", "pending"]
 
 
 async def test_async_activities_run_too(host: Host) -> None:
@@ -189,6 +217,48 @@ async def test_a_worker_that_runs_no_activities_leaves_tasks_to_others(store_url
         finally:
             helper.activities.stop()
             helper.stop()
+
+
+async def test_an_attempt_no_worker_takes_in_time_fails_on_its_schedule_to_start(
+    store_url: str,
+) -> None:
+    """No activity worker: each attempt times out after its schedule-to-start (0.3 s), not
+    its 60 s start-to-close, is retried, and the last failure names the timeout."""
+    domain = Domain(ENTITIES, workflows=ACTIVITY_WORKFLOWS, activities=ACTIVITIES)
+    mailbox = InMemoryMailbox()
+    with domain.host(store_url, mailbox=mailbox, tick_interval=0.02, run_activities=False) as h:
+        began = time.monotonic()
+        wid = h.workflows.start(queued, {"tag": "queued-1", "seconds": 0.3})
+        assert await finish(h, queued, wid) == {
+            "timeout": "schedule_to_start",
+            "type": "timed_out",
+            "attempts": 2,
+        }
+        assert 0.6 <= time.monotonic() - began < 10
+        step = h.workflows.status(queued, wid).steps[0]
+        assert step.code == "timed_out:schedule_to_start"
+        assert "schedule-to-start timeout of 0.3s" in (step.error or "")
+        assert step.started_at is None
+        assert sorted(e.args["attempt"] for e in mailbox.task_log()) == [1, 2]
+        # A worker that comes now passes the stale tasks over instead of running them.
+        late = domain.host(store_url, mailbox=mailbox, run_worker=False)
+        assert late.activities is not None
+        late.activities.start()
+        try:
+            await asyncio.sleep(0.5)
+            assert CALLS["queued-1"] == 0
+        finally:
+            late.activities.stop()
+            late.stop()
+
+
+async def test_an_attempt_taken_in_time_runs_past_its_schedule_to_start(host: Host) -> None:
+    """The worker says when it took the attempt; a longer run is not a timeout."""
+    wid = host.workflows.start(queued, {"tag": "queued-2", "seconds": 5})
+    assert await finish(host, queued, wid) == {"result": "woke"}
+    step = host.workflows.status(queued, wid).steps[0]
+    assert step.started_at is not None and step.attempts == 1
+    assert step.heartbeat_at is None  # taking an attempt is not progress
 
 
 async def test_a_receipt_is_a_model_not_a_dict(host: Host) -> None:
