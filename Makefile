@@ -34,7 +34,7 @@ browser:
 	deploy/local/browser.sh
 
 test: lint typecheck postgres browser
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=30
 
 unit: $(STAMP)
 	$(BIN)/pytest -m "not kafka and not slow"
