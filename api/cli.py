@@ -44,7 +44,7 @@ from eventstore.kafka import ApacheKafka, local_broker
 from eventstore.stream.relay import Relay, StreamTopics
 from eventstore.stream.tail import StreamFilter, TailOptions, tail
 from eventstore.tracing import configure_tracing
-from sagas import ActivityWorker
+from sagas import ActivityWorker, Domain
 from sagas.replay_check import check_histories, export_histories, file_histories, stored_histories
 
 log = logging.getLogger("entityflow.cli")
@@ -93,24 +93,45 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def _check_activities_only(settings: Settings, domain: Domain) -> None:
+    """An activities-only worker that could run nothing is a mistake: say so at start."""
+    if not settings.activities_only:
+        return
+    if settings.activity_concurrency == 0:
+        raise ValueError(
+            "ENTITYFLOW_ACTIVITIES_ONLY=true with ENTITYFLOW_ACTIVITY_CONCURRENCY=0 would run "
+            "nothing: give the worker activity threads, or drop ENTITYFLOW_ACTIVITIES_ONLY"
+        )
+    if not domain.activities:
+        raise ValueError(
+            "ENTITYFLOW_ACTIVITIES_ONLY=true, but the domain lists no activities: list them "
+            "in Domain(..., activities=[...]) (or ACTIVITIES), or drop ENTITYFLOW_ACTIVITIES_ONLY"
+        )
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Join the worker group and process the partitions Kafka assigns to this process."""
+    """Join the worker group and process the partitions Kafka assigns to this process
+    (with ``ENTITYFLOW_ACTIVITIES_ONLY``: take activity tasks only)."""
     settings = _settings()
     _setup_logging(settings)
     domain = load_domain(args.domain)
+    _check_activities_only(settings, domain)
+    entities = not settings.activities_only
     mailbox = open_mailbox(settings, args.bootstrap_servers)
-    host = build_host(settings, domain, mailbox=mailbox)
-    relay = _worker_relay(settings, host.store.registry, args.bootstrap_servers)
+    host = build_host(settings, domain, mailbox=mailbox, run_worker=entities, run_activities=True)
+    relay = None
+    if entities:  # the relay runs beside the entities whose events it publishes
+        relay = _worker_relay(settings, host.store.registry, args.bootstrap_servers)
     metrics = serve_worker_metrics(settings, host, relay)
     worker = host.worker
     activities = host.activities
-    _stop_on_signals(worker.stop)
+    stopped = _stop_on_signals(worker.stop)
     _tune_gc()
     if activities is not None:
         activities.start()
     print(
         f"entityflow worker: store {host.store.url}, mailbox {mailbox.name}, "
-        f"group {settings.group()}"
+        f"{f'group {settings.group()}' if entities else 'no entity partitions (activities only)'}"
         f"{f' as {settings.worker_id}' if settings.worker_id else ''}"
         f"{_activities_line(activities)}"
         f"{f', metrics {metrics.url(settings.worker_metrics_host)}' if metrics else ''}"
@@ -118,7 +139,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        worker.run()
+        if entities:
+            worker.run()
+        else:
+            stopped.wait()
     finally:
         if metrics is not None:
             metrics.close()

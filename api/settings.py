@@ -103,6 +103,13 @@ class Settings(BaseSettings):
             ),
         ),
     ] = 16
+    activities_only: bool = Field(
+        default=False,
+        description=(
+            "this worker runs activities only: it joins no entity partitions, so slow "
+            "activities scale apart from entities (other workers own the entities)"
+        ),
+    )
     reply_host: str = Field(
         default="auto",
         min_length=1,

@@ -94,7 +94,11 @@ def build_host(
     mailbox: Mailbox,
     store: Store | None = None,
     run_worker: bool = True,
+    run_activities: bool | None = None,
 ) -> Host:
+    """The domain's node; it runs activities where ``run_activities`` (default: where it
+    runs the worker) and ``ENTITYFLOW_ACTIVITY_CONCURRENCY`` allows."""
+    activities = run_worker if run_activities is None else run_activities
     return domain.host(
         store if store is not None else settings.store,
         mailbox=mailbox,
@@ -107,7 +111,7 @@ def build_host(
         instance_id=settings.worker_id,
         run_worker=run_worker,
         activity_concurrency=settings.activity_concurrency,
-        run_activities=run_worker and settings.activity_concurrency > 0,
+        run_activities=activities and settings.activity_concurrency > 0,
     )
 
 

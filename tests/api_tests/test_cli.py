@@ -176,6 +176,35 @@ def test_worker_and_serve_without_a_domain_say_what_to_pass(command: str) -> Non
     assert "Traceback" not in out
 
 
+@pytest.mark.parametrize(
+    ("domain", "env", "says"),
+    [
+        (
+            "examples.shop",
+            {"ENTITYFLOW_ACTIVITY_CONCURRENCY": "0"},
+            "with ENTITYFLOW_ACTIVITY_CONCURRENCY=0 would run nothing",
+        ),
+        ("tests.integration.timer_domain", {}, "but the domain lists no activities"),
+    ],
+)
+def test_an_activities_only_worker_that_could_run_nothing_says_so(
+    domain: str, env: dict[str, str], says: str
+) -> None:
+    process = _start(
+        ["worker", "--domain", domain],
+        ROOT,
+        {
+            "ENTITYFLOW_ACTIVITIES_ONLY": "true",
+            "ENTITYFLOW_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            **env,
+        },
+    )
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 2, out
+    assert says in out
+    assert "Traceback" not in out
+
+
 def test_serve_explains_a_bad_domain() -> None:
     process = _start(["serve", "--domain", "no.such.module"], ROOT, {})
     out, _ = process.communicate(timeout=60)

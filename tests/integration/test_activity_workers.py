@@ -124,3 +124,39 @@ def test_with_no_activity_worker_an_attempt_times_out_on_its_schedule_to_start(
     assert step.code == "timed_out:schedule_to_start"
     assert count_rows(pg_url, "attempts") == 0
     assert only.terminate() == 0, only.output
+
+
+def test_an_activities_only_worker_runs_the_activities_and_owns_no_entity(
+    pg_url: str, kafka_bootstrap: str, namespace: str, workers: list[WorkerProcess], client: Host
+) -> None:
+    """Activities scale apart from entities: one worker owns every entity partition and
+    runs no activity, the other joins no entity partition and runs every activity."""
+    base, _, schema = pg_url.partition("?schema=")
+    create_provider_tables(base, schema)
+    entities = _worker(
+        workers, pg_url, kafka_bootstrap, namespace, {"ENTITYFLOW_ACTIVITY_CONCURRENCY": "0"}
+    )
+    activities = _worker(
+        workers, pg_url, kafka_bootstrap, namespace, {"ENTITYFLOW_ACTIVITIES_ONLY": "true"}
+    )
+    entities.wait_assigned()
+    wait_until(
+        lambda: "no entity partitions (activities only)" in activities.output,
+        60,
+        "the activities-only worker to start",
+        context=outputs(activities),
+    )
+    ids = [
+        client.workflows.start(charge_order, {"order": f"a-{n}", "seconds": 0.1}) for n in range(4)
+    ]
+
+    def completed() -> bool:
+        return len(client.workflows.executions(charge_order, status="completed")) == len(ids)
+
+    wait_until(completed, 60, "every workflow to complete", context=outputs(entities, activities))
+    pids = {client.workflows.result(charge_order, wid) for wid in ids}
+    assert pids == {activities.process.pid}
+    assert count_rows(pg_url, "charges") == len(ids)
+    assert "assigned partitions [" not in activities.output
+    assert entities.terminate() == 0, entities.output
+    assert activities.terminate() == 0, activities.output
