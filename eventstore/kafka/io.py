@@ -64,9 +64,13 @@ class KafkaSettings:
     # 249/s and 1.51 CPU-ms per update (API + worker + broker), 500 ms 243/s and 1.58:
     # no difference worth a setting, so Kafka's own default stays.
     fetch_max_wait_ms: int = 500
-    # Send at once: the client still batches whatever queues up while a request is in
-    # flight, and waiting for more only adds to every hop of an update's round trip.
-    linger_ms: int = 0
+    # Wait 2 ms for more records before a produce request. kafka-python wakes its sender
+    # and opens a batch per record when it sends at once, so under load each command
+    # became a request of its own. Measured on Apache Kafka (W1 updates over HTTP, one
+    # API + one worker process, PostgreSQL, alternating on one broker, three pairs):
+    # 723/s and p99 88 ms with 2 ms, 515/s and 187 ms with 0 (every pair favoured 2 ms),
+    # API CPU per update 0.52 ms against 0.60; an idle hop pays at most the 2 ms.
+    linger_ms: int = 2
     connect_timeout: float = 30.0
     bootstrap_timeout_ms: int = 5_000
     # A group leader only notices a topic that appeared (or grew) after it assigned
