@@ -67,9 +67,10 @@ class KafkaSettings:
     # Wait 2 ms for more records before a produce request. kafka-python wakes its sender
     # and opens a batch per record when it sends at once, so under load each command
     # became a request of its own. Measured on Apache Kafka (W1 updates over HTTP, one
-    # API + one worker process, PostgreSQL, alternating on one broker, three pairs):
-    # 723/s and p99 88 ms with 2 ms, 515/s and 187 ms with 0 (every pair favoured 2 ms),
-    # API CPU per update 0.52 ms against 0.60; an idle hop pays at most the 2 ms.
+    # API + one worker process, PostgreSQL, alternating on one broker, three pairs per
+    # sitting): at load average ~10, 723/s and p99 88 ms with 2 ms, 515/s and 187 ms with
+    # 0; at ~6, 562/s and 509/s, p99 134 ms both. API CPU per update fell in every pair
+    # (0.52 vs 0.60 ms, then 0.60 vs 0.75); an idle hop pays at most the 2 ms.
     linger_ms: int = 2
     connect_timeout: float = 30.0
     bootstrap_timeout_ms: int = 5_000
