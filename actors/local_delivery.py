@@ -7,6 +7,12 @@ fetch and the broker's fetch wait to every step, and changes nothing: the same w
 would read the message back and handle it. So the worker hands such messages to its own
 next batch instead.
 
+Re-decided on Apache Kafka with the bench (W3 order sagas over HTTP, one API and one
+worker process, PostgreSQL, alternating runs on one broker, medians of 3): the worker
+spent 5.26 CPU-ms per saga with it, 7.25 without, and API + worker + broker 11.3 against
+14.1; so it stays. (Sagas/s was 21 against 23 on a machine at load 15-24, where
+throughput only measured the neighbours.)
+
 Nothing durable is skipped. These messages are produced only after the commit that
 caused them (workflow calls are in the history, replies are stored outcomes), exactly
 as before; a worker that dies with messages queued here is the same case as one that

@@ -6,6 +6,9 @@ namespace of their own.
 ``load`` drives it with a small keep-alive HTTP/1.1 client on raw asyncio streams, so the
 numbers measure the server rather than a heavyweight client library (the load generator
 shares the machine's two cores with the API, the worker, the broker and the database).
+It also counts the CPU time the API and worker processes spent meanwhile: on a shared,
+loaded machine throughput swings with the neighbours' load, CPU time per request much
+less, so A/B decisions can rest on it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,27 @@ class Stack:
     host: str
     port: int
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    """``worker``, ``api`` or ``relay``, one per process."""
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds each role's processes used so far (Linux /proc)."""
+        used: dict[str, float] = {}
+        for role, p in zip(self.roles, self.processes, strict=True):
+            used[role] = used.get(role, 0.0) + _cpu_seconds(p.pid)
+        return used
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # not Linux, or the process is gone
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def _spawn(args: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -103,9 +127,12 @@ def running_stack(
             stack.processes.append(
                 _spawn(["worker", *domain_args], worker_env, logs / f"worker{n}.log")
             )
+            stack.roles.append("worker")
         stack.processes.append(_spawn(["serve", *domain_args], env, logs / "api.log"))
+        stack.roles.append("api")
         if separate_relay:
             stack.processes.append(_spawn(["relay", *domain_args], env, logs / "relay.log"))
+            stack.roles.append("relay")
         _wait_ready(stack.url, stack.processes, 90)
         yield stack
     finally:
@@ -132,10 +159,15 @@ class LoadResult:
     seconds: float
     latencies: list[float]
     statuses: dict[int, int]
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each role of the stack used while the load ran."""
 
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.seconds
+
+    def cpu_ms_per_request(self, role: str) -> float:
+        return self.cpu.get(role, 0.0) * 1000 / max(len(self.latencies), 1)
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies)
@@ -178,7 +210,11 @@ async def _load(host: str, port: int, per_client: Sequence[Sequence[bytes]]) -> 
 
 def load(stack: Stack, per_client: Sequence[Sequence[bytes]]) -> LoadResult:
     """Send each client's requests in order over its own connection, all clients at once."""
-    return asyncio.run(_load(stack.host, stack.port, per_client))
+    before = stack.cpu_seconds()
+    result = asyncio.run(_load(stack.host, stack.port, per_client))
+    after = stack.cpu_seconds()
+    result.cpu = {role: after[role] - before.get(role, 0.0) for role in after}
+    return result
 
 
 def spread(requests: Sequence[bytes], clients: int) -> list[list[bytes]]:

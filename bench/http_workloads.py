@@ -124,7 +124,15 @@ def run(options: Options) -> Table:
     table = Table(
         "HTTP: W1 (updates, signals) and W2 (queries) through API + worker processes on "
         f"{broker_name(options)}",
-        ["store", "workload", "requests/s", "p50 ms", "p99 ms", "runs (requests/s)"],
+        [
+            "store",
+            "workload",
+            "requests/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU ms/request (API, worker)",
+            "runs (requests/s)",
+        ],
     )
     with section_broker(options) as bootstrap:
         by_kind = {kind: _runs(kind, options, bootstrap) for kind in options.stores}
@@ -136,9 +144,15 @@ def run(options: Options) -> Table:
             p99 = statistics.median(r.percentile(99) for r in results) * 1000
             each = ", ".join(f"{r.rate:,.0f}" for r in results)
             if workload == "W1 signal applied":  # a rate only: its latency is the signal's
-                table.add(kind, workload, rate, "", "", each)
+                table.add(kind, workload, rate, "", "", "", each)
                 continue
-            table.add(kind, workload, rate, p50, p99, each)
+            api_cpu, worker_cpu = (
+                statistics.median(r.cpu_ms_per_request(role) for r in results)
+                for role in ("api", "worker")
+            )
+            # Signals are still being applied after their load ends: no per-request figure.
+            cpu = "" if workload == "W1 signal" else f"{api_cpu:.2f}, {worker_cpu:.2f}"
+            table.add(kind, workload, rate, p50, p99, cpu, each)
             if workload == "W1 update":
                 table.target(
                     rate >= TARGET_UPDATES and p99 <= TARGET_UPDATE_P99_MS,
@@ -154,6 +168,8 @@ def run(options: Options) -> Table:
         f"{REQUESTS:,} requests per workload over {ACCOUNTS} accounts from {CLIENTS} keep-alive "
         "connections; broker, worker process, API process, load generator and database "
         "share this machine's 2 cores; medians of --runs runs, one after the other on one "
-        "stack and broker after one discarded warm-up run; balances checked after each."
+        "stack and broker after one discarded warm-up run; balances checked after each. "
+        "CPU ms/request: user + system CPU time of the API and worker processes while the "
+        "load ran, per request (medians): the figure a loaded machine disturbs least."
     )
     return table

@@ -357,6 +357,9 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
             )
         )
         self._sql_commit = call_sql(schema=self.datastore.schema, name=function)
+        self._sql_outcomes = SQL("SELECT * FROM {t} WHERE command_id = ANY(%s)").format(
+            t=self.commands_table
+        )
 
     def _create_table(self, curs: psycopg.Cursor[DictRow]) -> None:
         """Create what is missing; on a complete schema, only refresh the commit function.
@@ -426,11 +429,10 @@ class EntityflowPostgresRecorder(PostgresProcessRecorder):
         ids = list(dict.fromkeys(command_ids))
         if not ids:
             return {}
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT * FROM {t} WHERE command_id = ANY(%s)").format(t=self.commands_table),
-                (ids,),
-            )
+        # One statement on an autocommit connection: one round trip where BEGIN, SELECT,
+        # ROLLBACK took three. Workers ask this once per batch, before handling it.
+        with self.datastore.cursor() as curs:
+            curs.execute(self._sql_outcomes, (ids,), prepare=True)
             rows: list[DictRow] = curs.fetchall()
         return {row["command_id"]: _outcome_from_row(row) for row in rows}
 
