@@ -18,6 +18,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +49,7 @@ from tests.integration.composition_domains import (
     tick,
     waiter,
 )
-from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
+from tests.integration.processes import ROOT, WorkerProcess, count_rows, outputs, wait_until
 from tests.integration.shop_sagas import PARTITIONS, open_shop, spawn
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -153,8 +156,31 @@ def test_a_patched_change_keeps_running_executions_on_their_old_path(
         old_history = [e.event_type for e in shop.workflows.history(v2, "evolve-old")]
         assert "wf.Patched" not in old_history
         assert "replay diverged" not in new.output
+        # The deploy gate, on the histories these processes wrote: release 2's code replays
+        # both; release 1's is caught where the new execution took the patched path.
+        passed = _replay_check(pg_url, V2)
+        assert passed.returncode == 0, passed.stdout
+        assert "2 Evolve" in passed.stdout
+        caught = _replay_check(pg_url, V1)
+        assert caught.returncode == 1, caught.stdout
+        diverged = [line for line in caught.stdout.splitlines() if line.startswith("DIVERGES")]
+        assert len(diverged) == 1 and diverged[0].startswith(
+            "DIVERGES Evolve evolve-new, step 2"
+        ), caught.stdout
     finally:
         shop.close()
+
+
+def _replay_check(store_url: str, domain: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "replay-check", "--domain", domain, "--type", "Evolve"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "ENTITYFLOW_STORE": store_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_continue_as_new_100_times_loses_no_signal_sent_during_the_hand_overs(
