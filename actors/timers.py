@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from actors.envelopes import Envelope
+from actors.mailbox.protocol import Delivery
 from eventstore import Commit, Store, StoreUnavailableError, TimerRow
 
 log = logging.getLogger("entityflow.timers")
@@ -91,6 +92,18 @@ def timer_row(address: str, partition: int, request: TimerRequest) -> TimerRow:
         update={"command_id": f"timer:{request.name}:{digest}", "timer": tid}
     )
     return TimerRow(tid, address, partition, request.due_at, envelope.encode().decode())
+
+
+def timers_in_order(read: list[Delivery], timers: list[Delivery]) -> list[Delivery]:
+    """A batch's order: due timers before what was read from the broker, so a backlog in
+    the batch does not hold them back, except a timer of an actor the batch has a message
+    for, which comes after it (a signal read just before its timeout wins, a cancel read
+    with the firing cancels it). Actors are independent within a batch; only an actor's
+    own order matters."""
+    addresses = {d.envelope.address for d in read if d.envelope is not None}
+    first = [t for t in timers if t.envelope is None or t.envelope.address not in addresses]
+    last = [t for t in timers if t.envelope is not None and t.envelope.address in addresses]
+    return first + read + last
 
 
 class TimerIndex:
