@@ -9,8 +9,9 @@ deletes the row.
 The worker owning the actor's partition fires it: :class:`TimerIndex` holds in memory
 only the timers of its partitions due within a horizon (a minute), read from the store
 when partitions are assigned and topped up as time passes, plus those its own commits
-set. A fired timer joins the worker's next batch as a co-located message; the commit
-that handles it deletes the row. A worker killed before that commit leaves the row in
+set. A fired timer joins the worker's next batch as a co-located message, ahead of what
+the batch read from the broker (:func:`timers_in_order`); the commit that handles it
+deletes the row. A worker killed before that commit leaves the row in
 place, and the next owner fires it again: once in effect, never lost. Thousands of
 pending timers cost a row each in the store, no thread, and memory only once they are
 close.
