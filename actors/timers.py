@@ -9,8 +9,9 @@ deletes the row.
 The worker owning the actor's partition fires it: :class:`TimerIndex` holds in memory
 only the timers of its partitions due within a horizon (a minute), read from the store
 when partitions are assigned and topped up as time passes, plus those its own commits
-set. A fired timer joins the worker's next batch as a co-located message; the commit
-that handles it deletes the row. A worker killed before that commit leaves the row in
+set. A fired timer joins the worker's next batch as a co-located message, ahead of what
+the batch read from the broker (:func:`timers_in_order`); the commit that handles it
+deletes the row. A worker killed before that commit leaves the row in
 place, and the next owner fires it again: once in effect, never lost. Thousands of
 pending timers cost a row each in the store, no thread, and memory only once they are
 close.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from actors.envelopes import Envelope
+from actors.mailbox.protocol import Delivery
 from eventstore import Commit, Store, StoreUnavailableError, TimerRow
 
 log = logging.getLogger("entityflow.timers")
@@ -91,6 +93,18 @@ def timer_row(address: str, partition: int, request: TimerRequest) -> TimerRow:
         update={"command_id": f"timer:{request.name}:{digest}", "timer": tid}
     )
     return TimerRow(tid, address, partition, request.due_at, envelope.encode().decode())
+
+
+def timers_in_order(read: list[Delivery], timers: list[Delivery]) -> list[Delivery]:
+    """A batch's order: due timers before what was read from the broker, so a backlog in
+    the batch does not hold them back, except a timer of an actor the batch has a message
+    for, which comes after it (a signal read just before its timeout wins, a cancel read
+    with the firing cancels it). Actors are independent within a batch; only an actor's
+    own order matters."""
+    addresses = {d.envelope.address for d in read if d.envelope is not None}
+    first = [t for t in timers if t.envelope is None or t.envelope.address not in addresses]
+    last = [t for t in timers if t.envelope is not None and t.envelope.address in addresses]
+    return first + read + last
 
 
 class TimerIndex:

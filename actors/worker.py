@@ -31,7 +31,7 @@ from actors.mailbox.protocol import (
 )
 from actors.metrics import WorkerMetrics
 from actors.runtime import BatchResult, Runtime
-from actors.timers import TimerIndex
+from actors.timers import TimerIndex, timers_in_order
 from eventstore import (
     Commit,
     ConcurrencyConflictError,
@@ -308,20 +308,20 @@ class Worker:
         With co-located messages ready, the poll does not wait for the broker; held ones
         (a new partition not read to its end yet) wait for it like anything else.
         """
-        # Due timers are taken first (up to half a batch), so a backlog in the broker
-        # cannot hold them back until it drains; the poll then does not wait.
+        # Due timers are taken first (up to half a batch), so a backlog in the broker cannot
+        # hold them back until it drains; the poll then does not wait. Those due while it
+        # read (tens of ms under a backlog) join too, not a whole batch cycle later.
         timers = self._take_timers(self.max_batch // 2)
         waiting = bool(timers) or (
             self._local is not None and self._local.has_ready(self._next_read)
         )
-        deliveries = [
-            d
-            for d in consumer.poll(
-                0.0 if waiting else self._poll_wait(), self.max_batch - len(timers)
-            )
-            if d.partition in self._positions
-        ]
-        deliveries += [t for t in timers if t.partition in self._positions]  # not revoked meanwhile
+        polled = consumer.poll(0.0 if waiting else self._poll_wait(), self.max_batch - len(timers))
+        room = self.max_batch - len(timers) - len(polled)
+        timers += self._take_timers(min(room, self.max_batch // 2 - len(timers)))
+        owned = self._positions  # a partition revoked meanwhile: neither its reads nor timers
+        deliveries = timers_in_order(
+            [d for d in polled if d.partition in owned], [t for t in timers if t.partition in owned]
+        )
         self.timers.refresh()  # partitions assigned by the poll: their timers, before the commit
         return deliveries + self._take_local(self.max_batch - len(deliveries))
 

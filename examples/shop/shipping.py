@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import threading
 import zlib
+from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sagas import ApplicationError, RetryPolicy, activity, activity_info
 
@@ -77,3 +79,34 @@ FULFILMENT = ship_order.options(
 )
 """How the order saga calls it: a short first retry (the carrier is usually back at
 once), five attempts at most, a minute in all."""
+
+
+class Shipped(BaseModel):
+    """The carrier's callback once the parcel has left: the order saga's ``shipped`` signal."""
+
+    tracking: Annotated[str, Field(min_length=1, max_length=100)]
+    shipped_at: datetime | None = None
+
+
+class DispatchDesk:
+    """The fake dispatch desk: the people asked to chase the carrier about silent parcels."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.chasing: dict[str, str] = {}
+        """Order id -> tracking number of the parcels the desk was asked to chase."""
+
+    def ask(self, order_id: str, tracking: str) -> None:
+        with self._lock:
+            self.chasing[order_id] = tracking
+
+
+DISPATCH = DispatchDesk()
+
+
+@activity(name="chase_carrier")
+def chase_carrier(order_id: str, tracking: str) -> str:
+    """Ask the dispatch desk to chase the carrier (a ticket, an e-mail): the escalation of
+    an order whose ``shipped`` callback is late. Asking twice is harmless."""
+    DISPATCH.ask(order_id, tracking)
+    return "dispatch"

@@ -104,13 +104,18 @@ def test_order_saga_completes_with_exact_balance_and_stock(stack: Stack) -> None
     status = _final(stack, "Order", wid)
     assert status["status"] == "completed"
     assert status["workflow_type"] == "Order"
-    assert status["input"] == {**order, "ship_to": None}  # collected in the shop
+    assert status["input"] == {
+        **order,
+        "ship_to": None,
+        "confirm_delivery": False,
+    }  # collected in the shop
     assert status["result"] == {
         "order_id": wid,
         "charged": "15",
         "balance": "85",
         "cart_total": "15",
         "tracking": None,
+        "delivery": None,
     }
     assert status["error"] is None
     assert status["steps_done"] == 3
@@ -382,7 +387,11 @@ def test_history_pages_through_the_events(stack: Stack) -> None:
     assert types.count("wf.CallCompleted") == 3
     assert [e["version"] for e in whole["events"]] == list(range(1, len(types) + 1))
     assert whole["next_after"] is None
-    assert whole["events"][0]["data"]["input"] == {**order, "ship_to": None}
+    assert whole["events"][0]["data"]["input"] == {
+        **order,
+        "ship_to": None,
+        "confirm_delivery": False,
+    }
     pages: list[str] = []
     after: int | None = 0
     while after is not None:
@@ -440,6 +449,7 @@ def test_openapi_types_each_workflow(stack: Stack) -> None:
         "/workflows/Order/{workflow_id}/cancel",
         "/workflows/Order/{workflow_id}/history",
         "/workflows/Order/{workflow_id}/queries/stage",
+        "/workflows/Order/{workflow_id}/signals/shipped",
         "/workflows/Transfer/{workflow_id}/signals/approve",
         "/workflows/Transfer/{workflow_id}/signals/note",
         "/workflows/Transfer/{workflow_id}/signals/nudge",
@@ -451,7 +461,7 @@ def test_openapi_types_each_workflow(stack: Stack) -> None:
     assert start["schema"] == {"$ref": "#/components/schemas/Order_start"}
     example = start["examples"]["start"]["value"]
     assert example["workflow_id"] == "order-17"
-    assert set(example["input"]) == {"account_id", "cart_id", "lines", "amount"}
+    assert set(example["input"]) == {"account_id", "cart_id", "lines", "amount", "confirm_delivery"}
     assert set(schemas["Order_start"]["properties"]) == {"workflow_id", "input"}
     status = paths["/workflows/Order/{workflow_id}"]["get"]["responses"]["200"]
     status_schema = schemas[status["content"]["application/json"]["schema"]["$ref"].split("/")[-1]]

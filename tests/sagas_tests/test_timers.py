@@ -100,7 +100,22 @@ async def run_patient(ctx: WorkflowContext, n: NapInput) -> int:
     return await ctx.call(Vault.take.options(retry=TEN_MINUTES), n.vault, key="gold", amount=2)
 
 
-TIMER_WORKFLOWS = (nap, deadline, race, bad_sleep, patient)
+stray = Workflow("Stray", input=NapInput, output=str)
+"""Waits with a timeout on a signal it does not declare (``decide`` is Deadline's), or on
+its own with a negative timeout (``hours`` < 0)."""
+hail = stray.signal("hail", str)
+
+
+@stray.run
+async def run_stray(ctx: WorkflowContext, n: NapInput) -> str:
+    if n.hours < 0:
+        await ctx.wait_signal(hail, timeout=timedelta(hours=n.hours))
+        return "hailed"
+    await ctx.wait_signal(decide, timeout=timedelta(hours=n.hours))
+    return "decided"
+
+
+TIMER_WORKFLOWS = (nap, deadline, race, bad_sleep, patient, stray)
 
 
 @pytest.fixture
@@ -232,6 +247,24 @@ async def test_a_negative_or_absurd_sleep_fails_the_workflow_and_sets_nothing(
     assert "negative" in status.error or "longer than" in status.error
     assert status.timers == []
     assert shop.host.store.timers("workflow:BadSleep/b1") == []
+
+
+@pytest.mark.parametrize(
+    ("hours", "error"),
+    [(1, "workflow Stray has no signal named 'decide'; its signals are: hail"), (-1, "negative")],
+)
+async def test_a_timeout_on_an_undeclared_signal_or_a_negative_one_fails_and_sets_nothing(
+    shop: Shop, hours: float, error: str
+) -> None:
+    wid = f"s{hours}"
+    shop.workflows.start(stray, {"vault": "-", "hours": hours}, workflow_id=wid)
+    status = await shop.workflows.wait(stray, wid)
+    assert status.status == "compensated"
+    assert status.error is not None and error in status.error, status.error
+    assert status.timers == []
+    assert shop.host.store.timers(f"workflow:Stray/{wid}") == []
+    types = [r.event.event_type for r in shop.workflows.history(stray, wid)]
+    assert "wf.TimerStarted" not in types and "wf.SignalReceived" not in types, types
 
 
 async def test_a_sleeping_workflow_evicted_from_the_cache_is_woken_by_its_timer(
