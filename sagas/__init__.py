@@ -1,10 +1,10 @@
 """entityflow's workflows: deterministic orchestration, sagas and their coordinator.
 
 Read ``definition.py`` and ``context.py`` first (how a workflow is written), then
-``engine.py`` (how its code is driven and replayed, over the one fold in ``fold.py``) and
-``coordinator.py`` (how an execution runs as an actor); ``protocol.py`` holds the
-messages of its life, ``client.py`` starts and inspects executions, ``domain.py`` lists
-what a deployment runs.
+``engine.py`` (how its code is driven and replayed, over the one fold in ``fold.py``;
+the steps it records in ``engine_steps.py``) and ``coordinator.py`` (how an execution
+runs as an actor); ``protocol.py`` holds the messages of its life, ``client.py`` starts
+and inspects executions, ``domain.py`` lists what a deployment runs.
 """
 
 from actors.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
