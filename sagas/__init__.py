@@ -3,8 +3,9 @@
 Read ``definition.py`` and ``context.py`` first (how a workflow is written), then
 ``engine.py`` (how its code is driven and replayed, over the one fold in ``fold.py``;
 the steps it records in ``engine_steps.py``) and ``coordinator.py`` (how an execution
-runs as an actor); ``protocol.py`` holds the messages of its life, ``client.py`` starts
-and inspects executions, ``domain.py`` lists what a deployment runs.
+runs as an actor, over what its turns record and send in ``outbox.py``); ``protocol.py``
+holds the messages of its life, ``client.py`` starts and inspects executions,
+``domain.py`` lists what a deployment runs.
 """
 
 from actors.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
@@ -31,7 +32,7 @@ from sagas.approvals import (
 )
 from sagas.client import WorkflowClient
 from sagas.context import CallHandle, CompensationScope, Pending, WorkflowContext
-from sagas.coordinator import CoordinatorStats, WorkflowActor, WorkflowKind
+from sagas.coordinator import WorkflowActor, WorkflowKind
 from sagas.definition import QuerySpec, Workflow
 from sagas.domain import Domain, Host
 from sagas.engine import Engine
@@ -66,6 +67,7 @@ from sagas.fold import (
     WorkflowView,
 )
 from sagas.history import HISTORY_EVENTS
+from sagas.outbox import CoordinatorStats
 from sagas.protocol import Refusal
 from sagas.replayer import replay
 from sagas.signals import Signal
