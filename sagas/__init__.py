@@ -54,23 +54,23 @@ from sagas.errors import (
     WorkflowParkedError,
     WorkflowRefusedError,
 )
-from sagas.fold import (
+from sagas.fold import ExecutionRecord
+from sagas.history import HISTORY_EVENTS
+from sagas.outbox import CoordinatorStats
+from sagas.protocol import Refusal
+from sagas.replayer import replay
+from sagas.signals import Signal
+from sagas.status import (
     FINAL_STATUSES,
     ApprovalInfo,
     ChildInfo,
     CompensationInfo,
-    ExecutionRecord,
     ExecutionStatus,
     ParkInfo,
     StepInfo,
     TimerInfo,
     WorkflowView,
 )
-from sagas.history import HISTORY_EVENTS
-from sagas.outbox import CoordinatorStats
-from sagas.protocol import Refusal
-from sagas.replayer import replay
-from sagas.signals import Signal
 
 __all__ = [
     "DEFAULT_COMPENSATION_RETRY",

@@ -44,7 +44,6 @@ from sagas.errors import (
     ReplayError,
     UnknownWorkflowError,
 )
-from sagas.fold import UNFINISHED_STATUSES
 from sagas.history import (
     HISTORY_EVENTS,
     ActivityHeartbeat,
@@ -64,6 +63,7 @@ from sagas.protocol import Refusal
 from sagas.repairs import repair_refusal
 from sagas.replayer import replay
 from sagas.runs import RUN_SNAPSHOT, runs_from_state
+from sagas.status import UNFINISHED_STATUSES
 from sagas.updates import UpdateRefusedError
 
 log = logging.getLogger("entityflow.sagas")

@@ -36,7 +36,6 @@ from sagas.errors import (
     StepRejected,
     WorkflowError,
 )
-from sagas.fold import StepInfo
 from sagas.history import (
     CallCompleted,
     CallScheduled,
@@ -61,6 +60,7 @@ from sagas.history import (
     UpdateAccepted,
     UpdateCompleted,
 )
+from sagas.status import StepInfo
 
 FINAL_PHASES = ("completed", "compensated", "failed")
 

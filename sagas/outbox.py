@@ -24,7 +24,7 @@ from sagas.continuation import next_run
 from sagas.definition import WORKFLOW_PREFIX, AnyWorkflow, split_address
 from sagas.engine import Engine, correlation
 from sagas.errors import ReplayError
-from sagas.fold import ExecutionRecord, StepInfo
+from sagas.fold import ExecutionRecord
 from sagas.history import (
     CallScheduled,
     ChildCancelRequested,
@@ -41,6 +41,7 @@ from sagas.history import (
     UpdateCompleted,
 )
 from sagas.runs import runs_state, timer_name
+from sagas.status import StepInfo
 
 log = logging.getLogger("entityflow.sagas")
 ACTOR_ROUTE = "actor:"
