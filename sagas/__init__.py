@@ -31,7 +31,7 @@ from sagas.approvals import (
     request_approval,
 )
 from sagas.client import WorkflowClient
-from sagas.context import CallHandle, CompensationScope, Pending, WorkflowContext
+from sagas.context import CompensationScope, WorkflowContext
 from sagas.coordinator import WorkflowActor, WorkflowKind
 from sagas.definition import QuerySpec, Workflow
 from sagas.domain import Domain, Host
@@ -57,6 +57,7 @@ from sagas.errors import (
 from sagas.fold import ExecutionRecord
 from sagas.history import HISTORY_EVENTS
 from sagas.outbox import CoordinatorStats
+from sagas.pending import CallHandle, Pending
 from sagas.protocol import Refusal
 from sagas.replayer import replay
 from sagas.signals import Signal

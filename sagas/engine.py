@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from actors import RetryPolicy
 from sagas.activity_tasks import TIMED_OUT, failure, timeout_of
-from sagas.context import Pending, WorkflowContext
+from sagas.context import WorkflowContext
 from sagas.engine_steps import EngineSteps
 from sagas.errors import (
     ActivityError,
@@ -60,6 +60,7 @@ from sagas.history import (
     UpdateAccepted,
     UpdateCompleted,
 )
+from sagas.pending import Pending
 from sagas.status import StepInfo
 
 FINAL_PHASES = ("completed", "compensated", "failed")

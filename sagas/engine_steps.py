@@ -21,7 +21,6 @@ from actors.timers import due_time
 from eventstore import JSONDict
 from sagas.activities import Activity, ActivityOptions
 from sagas.activity_tasks import activity_address
-from sagas.context import CallHandle, Decoder, Pending
 from sagas.definition import AnyWorkflow, split_address
 from sagas.errors import WorkflowError
 from sagas.fold import ExecutionRecord
@@ -34,6 +33,7 @@ from sagas.history import (
     TimerStarted,
 )
 from sagas.local_activities import LOCAL_ROUTE, LocalAttempts
+from sagas.pending import CallHandle, Decoder, Pending
 from sagas.runs import step_prefix
 
 ParentClose = Literal["cancel", "abandon"]
