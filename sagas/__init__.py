@@ -1,10 +1,11 @@
 """entityflow's workflows: deterministic orchestration, sagas and their coordinator.
 
 Read ``definition.py`` and ``context.py`` first (how a workflow is written), then
-``engine.py`` (how its code is driven and replayed, over the one fold in ``fold.py``) and
-``coordinator.py`` (how an execution runs as an actor); ``protocol.py`` holds the
-messages of its life, ``client.py`` starts and inspects executions, ``domain.py`` lists
-what a deployment runs.
+``engine.py`` (how its code is driven and replayed, over the one fold in ``fold.py``;
+the steps it records in ``engine_steps.py``) and ``coordinator.py`` (how an execution
+runs as an actor, over what its turns record and send in ``outbox.py``); ``protocol.py``
+holds the messages of its life, ``client.py`` starts and inspects executions,
+``domain.py`` lists what a deployment runs.
 """
 
 from actors.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
@@ -30,8 +31,8 @@ from sagas.approvals import (
     request_approval,
 )
 from sagas.client import WorkflowClient
-from sagas.context import CallHandle, CompensationScope, Pending, WorkflowContext
-from sagas.coordinator import CoordinatorStats, WorkflowActor, WorkflowKind
+from sagas.context import CompensationScope, WorkflowContext
+from sagas.coordinator import WorkflowActor, WorkflowKind
 from sagas.definition import QuerySpec, Workflow
 from sagas.domain import Domain, Host
 from sagas.engine import Engine
@@ -53,22 +54,24 @@ from sagas.errors import (
     WorkflowParkedError,
     WorkflowRefusedError,
 )
-from sagas.fold import (
+from sagas.fold import ExecutionRecord
+from sagas.history import HISTORY_EVENTS
+from sagas.outbox import CoordinatorStats
+from sagas.pending import CallHandle, Pending
+from sagas.protocol import Refusal
+from sagas.replayer import replay
+from sagas.signals import Signal
+from sagas.status import (
     FINAL_STATUSES,
     ApprovalInfo,
     ChildInfo,
     CompensationInfo,
-    ExecutionRecord,
     ExecutionStatus,
     ParkInfo,
     StepInfo,
     TimerInfo,
     WorkflowView,
 )
-from sagas.history import HISTORY_EVENTS
-from sagas.protocol import Refusal
-from sagas.replayer import replay
-from sagas.signals import Signal
 
 __all__ = [
     "DEFAULT_COMPENSATION_RETRY",

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from actors import ACTIVITY_ROUTE, Envelope
 from actors.envelopes import reply_envelope
 from eventstore import Outcome
-from sagas.fold import StepInfo
+from sagas.status import StepInfo
 
 TIMED_OUT = "timed_out"
 """``Outcome.code`` of an attempt that overran a timeout: ``timed_out:<which>``, which is

@@ -27,7 +27,7 @@ from sagas.errors import (
     WorkflowNotFoundError,
     WorkflowParkedError,
 )
-from sagas.fold import FINAL_STATUSES, ExecutionRecord, ExecutionStatus
+from sagas.fold import ExecutionRecord
 from sagas.protocol import (
     cancel_envelope,
     repair_envelope,
@@ -40,6 +40,7 @@ from sagas.repairs import RepairAction
 from sagas.replayer import replay
 from sagas.runs import run_range
 from sagas.signals import Signal
+from sagas.status import FINAL_STATUSES, ExecutionStatus
 
 WorkflowRef = AnyWorkflow | str
 I = TypeVar("I", bound=BaseModel)  # noqa: E741 - the conventional name of an input type

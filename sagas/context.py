@@ -1,24 +1,27 @@
-"""What workflow code may do: the context handed to ``run(ctx, input)`` and its awaitables.
+"""What workflow code may do: the context handed to ``run(ctx, input)``.
 
-Everything a workflow awaits is a :class:`Pending` made by the context (a call, a signal,
-a timer, a gather, a race); the engine drives the coroutine itself, without an event
-loop, so the same inputs always make the code take the same path. Time, randomness and
-ids come from the context, which takes them from the history.
+Everything a workflow awaits is a :class:`~sagas.pending.Pending` made by the context (a
+call, a signal, a timer, a gather, a race); the engine drives the coroutine itself,
+without an event loop, so the same inputs always make the code take the same path. Time,
+randomness and ids come from the context, which takes them from the history. The context
+reaches the engine only through :class:`~sagas.engine_view.EngineView`.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, Literal, NoReturn, ParamSpec, Protocol, TypeVar
+from typing import Any, Literal, NoReturn, ParamSpec, Protocol, TypeVar
 
 from actors import Command, EntitySpec, RetryPolicy, UnknownCommandError, check_entity_id
 from actors.retry import DEFAULT_COMPENSATION_RETRY
 from eventstore import JSONDict
-from sagas.activities import Activity, ActivityOptions
+from sagas.activities import Activity
+from sagas.engine_view import EngineView
 from sagas.errors import WaitTimedOut, WorkflowError
+from sagas.pending import CallHandle, Decoder, Pending
 from sagas.signals import Signal
 
 T = TypeVar("T")
@@ -37,153 +40,6 @@ class ChildWorkflow(Protocol[O_co]):
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Decoder = Callable[[Any], Any]
-
-
-class Pending(Generic[T]):
-    """A value a workflow waits for. Await it; never create one yourself."""
-
-    __slots__ = ("_abandoned", "_callbacks", "_done", "_error", "_on_abandon", "_value", "what")
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._done = False
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._callbacks: list[Callable[[Pending[Any]], None]] = []
-        self._on_abandon: list[Callable[[], None]] = []
-        self._abandoned = False
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    @property
-    def failed(self) -> bool:
-        return self._error is not None
-
-    def resolve(self, value: Any) -> None:
-        self._settle(value, None)
-
-    def fail(self, error: BaseException) -> None:
-        self._settle(None, error)
-
-    def _settle(self, value: Any, error: BaseException | None) -> None:
-        if self._done:
-            return
-        self._done, self._value, self._error = True, value, error
-        callbacks, self._callbacks = self._callbacks, []
-        for cb in callbacks:
-            cb(self)
-
-    def on_done(self, cb: Callable[[Pending[Any]], None]) -> None:
-        if self._done:
-            cb(self)
-        else:
-            self._callbacks.append(cb)
-
-    def on_abandon(self, cb: Callable[[], None]) -> None:
-        """Run ``cb`` if the code stops waiting for this before it is done (a lost race)."""
-        self._on_abandon.append(cb)
-
-    def abandon(self) -> None:
-        """Nobody waits for this any more: a timer is cancelled, a signal wait withdrawn
-        (the signal is kept for the next wait). A call already sent still runs."""
-        if self._done or self._abandoned:
-            return
-        self._abandoned = True
-        callbacks, self._on_abandon = self._on_abandon, []
-        for cb in callbacks:
-            cb()
-
-    def outcome(self) -> T:
-        if self._error is not None:
-            raise self._error
-        value: T = self._value
-        return value
-
-    def __await__(self) -> Generator[Pending[Any], None, T]:
-        while not self._done:
-            yield self
-        return self.outcome()
-
-    def __repr__(self) -> str:
-        state = "failed" if self.failed else "done" if self._done else "pending"
-        return f"<{self.what}: {state}>"
-
-
-class CallHandle(Pending[T]):
-    """A call that has been scheduled: await it for the entity's result."""
-
-    __slots__ = ("address", "command", "seq")
-
-    def __init__(self, seq: int, address: str, command: str) -> None:
-        super().__init__(f"call #{seq} {address}.{command}")
-        self.seq = seq
-        self.address = address
-        self.command = command
-
-
-class EngineView(Protocol):
-    """The part of the engine the context uses (so the context never imports it)."""
-
-    workflow_type: str
-    workflow_id: str
-    address: str
-    memo: dict[str, Any]
-    replaying: bool
-
-    def now(self) -> datetime: ...
-
-    def random_bits(self, bits: int) -> int: ...
-
-    def schedule_call(
-        self,
-        address: str,
-        command: str,
-        args: JSONDict,
-        retry: RetryPolicy | None,
-        decode: Decoder,
-    ) -> CallHandle[Any]: ...
-
-    def schedule_activity(
-        self,
-        name: str,
-        args: JSONDict,
-        retry: RetryPolicy,
-        options: ActivityOptions,
-        decode: Decoder,
-    ) -> CallHandle[Any]: ...
-
-    def register_compensation(
-        self, address: str, command: str, args: JSONDict, retry: RetryPolicy, guarded: bool
-    ) -> int: ...
-
-    def open_guard(self, index: int) -> None: ...
-
-    def close_guard(self, index: int) -> None: ...
-
-    def wait_signal(self, name: str) -> Pending[Any]: ...
-
-    def start_timer(self, delay: timedelta | datetime, label: str) -> Pending[None]: ...
-
-    def guard_signal(self, name: str, guard: Callable[[Any], str | None] | None) -> None: ...
-
-    def record_decision(self, decision: Any) -> None: ...
-
-    def patched(self, change_id: str) -> bool: ...
-
-    def run_local(self, act: Activity[Any, Any], body: JSONDict) -> CallHandle[Any]: ...
-
-    def schedule_child(
-        self, address: str, input_json: Any, parent_close: Any, decode: Decoder
-    ) -> CallHandle[Any]: ...
-
-    def next_seq(self) -> int: ...
-
-    def wait_condition(self, predicate: Callable[[], bool], what: str) -> Pending[None]: ...
-
-    def continue_as_new(self, input_json: Any) -> Pending[NoReturn]: ...
 
 
 class CompensationScope:

@@ -37,7 +37,7 @@ from sagas.updates import UpdateSpec, parse_arguments
 
 if TYPE_CHECKING:
     from sagas.context import WorkflowContext
-    from sagas.fold import WorkflowView
+    from sagas.status import WorkflowView
 
 I = TypeVar("I", bound=BaseModel)  # noqa: E741 - the conventional name of an input type
 O = TypeVar("O")  # noqa: E741 - the conventional name of an output type

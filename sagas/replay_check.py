@@ -21,9 +21,9 @@ from eventstore import EventRecord, EventRegistry, RecordedEvent, Store
 from sagas.definition import AnyWorkflow, split_address
 from sagas.engine import describe
 from sagas.errors import NonDeterminismError, ReplayError
-from sagas.fold import FINAL_STATUSES, UNFINISHED_STATUSES
 from sagas.replayer import replay
 from sagas.runs import RUN_SNAPSHOT
+from sagas.status import FINAL_STATUSES, UNFINISHED_STATUSES
 
 History = tuple[AnyWorkflow, str, list[RecordedEvent]]
 PAGE = 500

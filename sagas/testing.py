@@ -30,8 +30,8 @@ from eventstore import Outcome, RecordedEvent
 from sagas.definition import Workflow
 from sagas.domain import Domain, Host
 from sagas.errors import WorkflowError
-from sagas.fold import FINAL_STATUSES, ExecutionStatus
 from sagas.signals import Signal
+from sagas.status import FINAL_STATUSES, ExecutionStatus
 
 T = TypeVar("T")
 DEFAULT_START = datetime(2030, 1, 1, tzinfo=UTC)

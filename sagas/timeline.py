@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eventstore import RecordedEvent
 from sagas.definition import split_address
-from sagas.fold import CHILD_PREFIX, CompensationInfo, ExecutionRecord, ExecutionState
+from sagas.fold import ExecutionRecord
 from sagas.history import (
     ActivityHeartbeat,
     ApprovalStep,
@@ -50,6 +50,7 @@ from sagas.history import (
     TimerFired,
     TimerStarted,
 )
+from sagas.status import CHILD_PREFIX, CompensationInfo, ExecutionState
 
 __all__ = ["EntryKind", "Timeline", "TimelineAttempt", "TimelineEntry", "build_timeline"]
 

@@ -27,7 +27,7 @@ from eventstore import details, explain
 from sagas.errors import InvalidWorkflowInputError, SagasError
 
 if TYPE_CHECKING:
-    from sagas.fold import WorkflowView
+    from sagas.status import WorkflowView
 
 __all__ = ["UpdateRefusedError", "UpdateSpec", "parse_arguments"]
 
