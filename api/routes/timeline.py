@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from api.context import ApiContext
 from api.errors import JSON, ErrorBody
-from api.routes.workflows import WorkflowId
+from api.routes.workflow_params import WorkflowId
 from sagas import ReplayError, UnknownWorkflowError, WorkflowNotFoundError, replay
 from sagas.definition import AnyWorkflow
 from sagas.runs import RUN_SNAPSHOT, current_run
