@@ -21,7 +21,8 @@ from api.routes.workflow_params import WorkflowId
 from sagas import ReplayError, UnknownWorkflowError, WorkflowNotFoundError, replay
 from sagas.definition import AnyWorkflow
 from sagas.runs import RUN_SNAPSHOT, current_run
-from sagas.timeline import Timeline, build_timeline
+from sagas.timeline import build_timeline
+from sagas.timeline_models import Timeline
 
 __all__ = ["install", "timeline_of"]
 
