@@ -46,7 +46,7 @@ from api.settings import Settings
 from api.tracing import TracingMiddleware
 from api.wiring import kafka_settings, open_mailbox
 from eventstore import Store
-from eventstore.kafka.io import Admin
+from eventstore.kafka.admin import Admin
 from sagas import Domain, Host
 
 log = logging.getLogger("entityflow.api")

@@ -29,7 +29,10 @@ from contextlib import contextmanager
 from bench.options import Options
 from bench.table import Table
 from eventstore.kafka import ApacheKafka, kafka_version
-from eventstore.kafka.io import Admin, KafkaSettings, Producer, TailConsumer
+from eventstore.kafka.admin import Admin
+from eventstore.kafka.io import KafkaSettings
+from eventstore.kafka.producer import Producer
+from eventstore.kafka.tail_consumer import TailConsumer
 
 HOPS = 200
 BACKLOGS = (0, 100_000, 400_000)

@@ -1,13 +1,13 @@
 """An execution's history laid out on a time axis: the saga timeline the console draws.
 
-:func:`build_timeline` turns a workflow's history into :class:`Timeline` entries: each
-call, activity, local activity, child, timer, signal, approval and compensation becomes
-one entry with a start, an end (None while it is open), its attempts (each with its
-own times, verdict and error) and a duration. It reads only the history, never the
-workflow's code, so the timeline of a parked execution is drawn too; the status,
-compensations and pending compensations come from the one fold
-(:class:`~sagas.fold.ExecutionRecord`), so the timeline and ``GET /workflows/{type}/{id}``
-never disagree.
+:func:`build_timeline` turns a workflow's history into :class:`Timeline` entries (the
+models are in ``timeline_models.py``): each call, activity, local activity, child,
+timer, signal, approval and compensation becomes one entry with a start, an end (None
+while it is open), its attempts (each with its own times, verdict and error) and a
+duration. It reads only the history, never the workflow's code, so the timeline of a
+parked execution is drawn too; the status, compensations and pending compensations come
+from the one fold (:class:`~sagas.fold.ExecutionRecord`), so the timeline and
+``GET /workflows/{type}/{id}`` never disagree.
 
 Times come from the history itself: an input's ``at``, a decision's commit time (a
 decision is committed with the input that caused it). An attempt of a call starts when
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from eventstore import RecordedEvent
 from sagas.definition import split_address
@@ -50,95 +48,12 @@ from sagas.history import (
     TimerFired,
     TimerStarted,
 )
-from sagas.status import CHILD_PREFIX, CompensationInfo, ExecutionState
+from sagas.status import CHILD_PREFIX
+from sagas.timeline_models import EntryKind, Timeline, TimelineAttempt, TimelineEntry
 
-__all__ = ["EntryKind", "Timeline", "TimelineAttempt", "TimelineEntry", "build_timeline"]
+__all__ = ["build_timeline"]
 
-EntryKind = Literal[
-    "workflow",
-    "step",
-    "activity",
-    "local_activity",
-    "child",
-    "compensation",
-    "timer",
-    "signal",
-    "approval",
-    "patch",
-]
-"""``workflow`` entries are the execution's own moments (started, compensating, ended,
-parked, cancel requested); ``step`` is a call to an entity."""
 DECIDED = ("approved", "rejected", "gave_up")
-
-
-class TimelineAttempt(BaseModel):
-    """One attempt of a call, an activity or a local activity."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    attempt: int
-    scheduled_at: datetime
-    started_at: datetime = Field(description="when it was sent (after any retry wait)")
-    ended_at: datetime | None = Field(description="when its answer was recorded (None: open)")
-    duration_seconds: float | None
-    status: str = Field(description="pending, or the verdict: applied, rejected, ...")
-    error: str | None = None
-    code: str | None = Field(default=None, description="why it failed, as a value")
-    heartbeats: int = 0
-
-
-class TimelineEntry(BaseModel):
-    """One thing the execution did or waited for, on the time axis."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(description="stable within the history, e.g. `step-3`, `signal-v9`")
-    kind: EntryKind
-    name: str = Field(description="what it is, e.g. `Account/acct-7.withdraw`")
-    seq: int | None = Field(default=None, description="the step number in the history")
-    start: datetime
-    end: datetime | None = Field(description="None while it is open")
-    duration_seconds: float | None
-    status: str
-    attempts: list[TimelineAttempt] = []
-    error: str | None = None
-    compensation: int | None = Field(
-        default=None, description="the index of the compensation this entry runs"
-    )
-    guards: list[int] = Field(default=[], description="compensations that would undo it")
-    detail: dict[str, Any] = Field(
-        default={}, description="arguments, payload, result, due time: what else is known"
-    )
-    first_version: int
-    last_version: int
-
-
-class Timeline(BaseModel):
-    """``GET /workflows/{type}/{id}/timeline``: the execution on a time axis."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    workflow_type: str
-    workflow_id: str
-    status: ExecutionState
-    started_at: datetime | None
-    ended_at: datetime | None = Field(description="when it completed, compensated or failed")
-    updated_at: datetime | None
-    version: int
-    run: int = Field(1, description="the run shown: the current one (the status lists all)")
-    result: Any = None
-    error: str | None = None
-    failed_compensation: str | None = None
-    cancelled: bool = False
-    entries: list[TimelineEntry]
-    compensations: list[CompensationInfo]
-    compensations_pending: list[str] = Field(description="newest first, as they would run")
-    waiting_on: list[str] = Field(description="the open entries, by name: what it waits for now")
-    memo: dict[str, Any] | None = Field(
-        default=None,
-        description="the values the code keeps for its queries (`ctx.memo`), rebuilt by a "
-        "replay; None when the code no longer replays the history",
-    )
 
 
 def _seconds(start: datetime, end: datetime | None) -> float | None:

@@ -40,16 +40,11 @@ from actors.mailbox.reply_datagrams import (
     with_datagrams,
 )
 from eventstore import Outcome
-from eventstore.kafka.io import (
-    Admin,
-    BrokerUnavailableError,
-    GroupConsumer,
-    KafkaRecord,
-    KafkaSettings,
-    Producer,
-    TailConsumer,
-    partition_for,
-)
+from eventstore.kafka.admin import Admin
+from eventstore.kafka.group_consumer import GroupConsumer
+from eventstore.kafka.io import BrokerUnavailableError, KafkaRecord, KafkaSettings, partition_for
+from eventstore.kafka.producer import Producer
+from eventstore.kafka.tail_consumer import TailConsumer
 
 log = logging.getLogger("entityflow.mailbox")
 REPLY_ROUTE = "kafka:"

@@ -31,7 +31,8 @@ from actors.mailbox.protocol import (
     parse_dead_letter_id,
     redrive_envelope,
 )
-from eventstore.kafka.io import BrokerUnavailableError, KafkaRecord, KafkaSettings, Producer
+from eventstore.kafka.io import BrokerUnavailableError, KafkaRecord, KafkaSettings
+from eventstore.kafka.producer import Producer
 from eventstore.kafka.ranges import RangeReader
 
 __all__ = ["KafkaDeadLetters"]

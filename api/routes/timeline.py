@@ -17,11 +17,12 @@ from starlette.responses import Response
 
 from api.context import ApiContext
 from api.errors import JSON, ErrorBody
-from api.routes.workflows import WorkflowId
+from api.routes.workflow_params import WorkflowId
 from sagas import ReplayError, UnknownWorkflowError, WorkflowNotFoundError, replay
 from sagas.definition import AnyWorkflow
 from sagas.runs import RUN_SNAPSHOT, current_run
-from sagas.timeline import Timeline, build_timeline
+from sagas.timeline import build_timeline
+from sagas.timeline_models import Timeline
 
 __all__ = ["install", "timeline_of"]
 

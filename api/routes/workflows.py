@@ -14,21 +14,17 @@ status as it is then. A start that was accepted but not processed yet is waited 
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import pydantic_core
 from fastapi import Body, FastAPI, Path, Query, Request
 from starlette.responses import Response
 
 from api.context import ApiContext
-from api.errors import JSON, ErrorBody
+from api.errors import JSON
 from api.gateways.workflows import WorkflowGateway
-from api.openapi.schemas import EventPage, Responses
+from api.openapi.schemas import EventPage
 from api.openapi.workflows import (
-    WORKFLOW_ID_PATTERN,
-    WORKFLOW_ID_RULE,
     CancelRequest,
     ExecutionPage,
     RepairRequest,
@@ -48,77 +44,21 @@ from api.openapi.workflows import (
 from api.readers.workflows import WorkflowReader
 from api.routes.commands import IdempotencyKey, Timeout
 from api.routes.entities import After, Limit, event_page
+from api.routes.workflow_params import (
+    MESSAGE_ERRORS,
+    READ_ERRORS,
+    START_ERRORS,
+    WAIT_UNTIL,
+    AnyWorkflow,
+    Run,
+    Wait,
+    WorkflowId,
+    error_responses,
+    with_body,
+)
 from eventstore import ExecutionRow
-from sagas import FINAL_STATUSES, Workflow, WorkflowClient
+from sagas import WorkflowClient
 from sagas.repairs import RepairAction
-
-AnyWorkflow = Workflow[Any, Any]
-F = TypeVar("F", bound=Callable[..., Any])
-WAIT_UNTIL = frozenset({*FINAL_STATUSES, "parked"})
-MAX_WAIT = 30.0
-
-WorkflowId = Annotated[
-    str,
-    Path(
-        description=f"the execution's id: {WORKFLOW_ID_RULE}",
-        min_length=1,
-        max_length=100,
-        pattern=WORKFLOW_ID_PATTERN,
-        examples=["order-17"],
-    ),
-]
-Run = Annotated[
-    int | None,
-    Query(ge=1, le=2**31, description="only this run of an execution that continued as new"),
-]
-Wait = Annotated[
-    float | None,
-    Query(
-        gt=0,
-        le=MAX_WAIT,
-        description="long poll: answer once the execution is completed, compensated, failed "
-        "or parked, or after this many seconds with its status then",
-    ),
-]
-
-
-def _errors(**descriptions: str) -> Responses:
-    return {
-        int(code[1:]): {"model": ErrorBody, "description": d} for code, d in descriptions.items()
-    }
-
-
-START_ERRORS = _errors(
-    _404="unknown workflow type",
-    _409="a request with the same Idempotency-Key is in flight",
-    _422="invalid input or workflow id, or a reused Idempotency-Key",
-    _503="the broker or the event store is unavailable",
-)
-READ_ERRORS = _errors(
-    _404="unknown workflow type, or no such execution",
-    _422="invalid id or parameters",
-    _503="the event store is unavailable",
-)
-MESSAGE_ERRORS = _errors(
-    _404="unknown workflow type or signal, or the execution has not started",
-    _409="the execution has finished or is parked, or the Idempotency-Key is in flight",
-    _422="invalid payload or id, or a reused Idempotency-Key",
-    _503="the broker or the event store is unavailable",
-    _504="no verdict in time: the command_id stays valid",
-)
-
-
-def _with_body(fn: F, annotation: Any | None, *, optional: bool = False) -> F:
-    """Give ``fn``'s ``body`` parameter a type built at run time (or drop it: None)."""
-    sig = inspect.signature(fn)
-    default = None if optional else inspect.Parameter.empty
-    params = [
-        p.replace(annotation=annotation, default=default) if p.name == "body" else p
-        for p in sig.parameters.values()
-        if p.name != "body" or annotation is not None
-    ]
-    fn.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    return fn
 
 
 def _row_json(row: ExecutionRow) -> dict[str, Any]:
@@ -202,7 +142,7 @@ class WorkflowRoutes:
         self._route(
             wf,
             "",
-            _with_body(start, body),
+            with_body(start, body),
             methods=["POST"],
             status_code=202,
             summary=f"Start a {wf.name} (the same workflow_id again is the same execution)",
@@ -260,7 +200,7 @@ class WorkflowRoutes:
         self._route(
             wf,
             f"/{{workflow_id}}/signals/{name}",
-            _with_body(signal, annotation, optional=accepts_none(wf, name)),
+            with_body(signal, annotation, optional=accepts_none(wf, name)),
             methods=["POST"],
             status_code=202,
             summary=f"Deliver the signal {name} to one {wf.name}",
@@ -296,7 +236,7 @@ class WorkflowRoutes:
         self._route(
             wf,
             f"/{{workflow_id}}/updates/{name}",
-            _with_body(update, Annotated[spec.args_model, Body()]),
+            with_body(update, Annotated[spec.args_model, Body()]),
             methods=["POST"],
             summary=f"{wf.name}.{name}: {doc}",
             description=(
@@ -339,7 +279,7 @@ class WorkflowRoutes:
             responses={
                 200: {"model": query_model(wf, spec), "description": "the result"},
                 **READ_ERRORS,
-                **_errors(_409="the execution is parked (its code no longer replays)"),
+                **error_responses(_409="the execution is parked (its code no longer replays)"),
             },
             openapi_extra={"parameters": query_parameters(spec)},
         )
@@ -481,7 +421,7 @@ class WorkflowRoutes:
             operation_id="list_workflows",
             responses={
                 200: {"model": ExecutionPage, "description": "a page of executions"},
-                **_errors(
+                **error_responses(
                     _404="unknown workflow type",
                     _422="invalid parameters",
                     _503="the event store is unavailable",

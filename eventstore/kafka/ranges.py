@@ -18,8 +18,8 @@ from eventstore.kafka.io import (
     BrokerUnavailableError,
     KafkaRecord,
     KafkaSettings,
-    _connect,
-    _record,
+    connect,
+    record_from,
 )
 
 __all__ = ["RangeReader"]
@@ -31,7 +31,7 @@ class RangeReader:
     def __init__(self, settings: KafkaSettings, topic: str) -> None:
         self.topic = topic
         self._lock = threading.Lock()
-        self._consumer: KafkaConsumer = _connect(
+        self._consumer: KafkaConsumer = connect(
             "range reader",
             settings,
             lambda: KafkaConsumer(
@@ -81,7 +81,7 @@ class RangeReader:
                 self._consumer.seek(tp, start)
                 while len(out) < limit and time.monotonic() < deadline:
                     batches = self._consumer.poll(timeout_ms=200, max_records=limit - len(out))
-                    out += [_record(r) for r in batches.get(tp, ()) if r.offset < end]
+                    out += [record_from(r) for r in batches.get(tp, ()) if r.offset < end]
                     if self._consumer.position(tp) >= end:
                         break
         except KafkaError as exc:

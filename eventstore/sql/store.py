@@ -45,12 +45,8 @@ from eventstore.records import (
     TimerRow,
 )
 from eventstore.sql.codec import SNAPSHOT_PREFIX, EventCodec
-from eventstore.sql.recorders import (
-    EntityflowPostgresFactory,
-    EntityflowPostgresRecorder,
-    EntityflowSQLiteFactory,
-    EntityflowSQLiteRecorder,
-)
+from eventstore.sql.pg_recorder import EntityflowPostgresFactory, EntityflowPostgresRecorder
+from eventstore.sql.sqlite_recorder import EntityflowSQLiteFactory, EntityflowSQLiteRecorder
 from eventstore.sql.urls import StoreLocation, parse_store_url
 
 

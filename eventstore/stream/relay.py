@@ -32,13 +32,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from eventstore.errors import ConcurrencyConflictError, EventStoreError, StoreUnavailableError
-from eventstore.kafka.io import (
-    Admin,
-    BrokerUnavailableError,
-    KafkaSettings,
-    Producer,
-    partition_for,
-)
+from eventstore.kafka.admin import Admin
+from eventstore.kafka.io import BrokerUnavailableError, KafkaSettings, partition_for
+from eventstore.kafka.producer import Producer
 from eventstore.records import Commit, FencedTracking, LogEntry
 from eventstore.sql.lease import Lease, lease_for
 from eventstore.sql.log import LogFollower

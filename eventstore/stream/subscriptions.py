@@ -25,13 +25,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from eventstore.errors import EventDecodeError
 from eventstore.events import DomainEvent, EventRegistry
-from eventstore.kafka.io import (
-    Admin,
-    BrokerUnavailableError,
-    GroupConsumer,
-    KafkaRecord,
-    KafkaSettings,
-)
+from eventstore.kafka.admin import Admin
+from eventstore.kafka.group_consumer import GroupConsumer
+from eventstore.kafka.io import BrokerUnavailableError, KafkaRecord, KafkaSettings
 from eventstore.stream.format import StreamEvent, StreamRecordError, decode_stream_record
 from eventstore.stream.relay import StreamTopics
 

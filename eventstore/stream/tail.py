@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from eventstore.kafka.io import Admin, KafkaSettings, TailConsumer
+from eventstore.kafka.admin import Admin
+from eventstore.kafka.io import KafkaSettings
+from eventstore.kafka.tail_consumer import TailConsumer
 from eventstore.stream.format import (
     StreamEvent,
     StreamRecordError,

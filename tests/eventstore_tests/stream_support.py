@@ -7,7 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka.io import KafkaRecord, KafkaSettings, TailConsumer
+from eventstore.kafka.io import KafkaRecord, KafkaSettings
+from eventstore.kafka.tail_consumer import TailConsumer
 from eventstore.stream.format import StreamEvent, decode_stream_record
 from examples.shop.inventory import (
     ReservationCommitted,

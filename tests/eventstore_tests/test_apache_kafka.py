@@ -15,8 +15,11 @@ from eventstore.kafka import (
     kafka_version,
     local_broker,
 )
+from eventstore.kafka.admin import Admin
 from eventstore.kafka.apache import POM, new_cluster_id
-from eventstore.kafka.io import Admin, KafkaSettings, Producer, TailConsumer
+from eventstore.kafka.io import KafkaSettings
+from eventstore.kafka.producer import Producer
+from eventstore.kafka.tail_consumer import TailConsumer
 
 pytestmark = pytest.mark.kafka
 

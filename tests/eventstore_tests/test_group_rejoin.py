@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from eventstore.kafka.io import Admin, GroupConsumer, KafkaSettings
+from eventstore.kafka.admin import Admin
+from eventstore.kafka.group_consumer import GroupConsumer
+from eventstore.kafka.io import KafkaSettings
 
 pytestmark = pytest.mark.kafka
 

@@ -20,7 +20,8 @@ from eventstore import (
     upcaster,
 )
 from eventstore.kafka import ApacheKafka
-from eventstore.kafka.io import Admin, KafkaSettings
+from eventstore.kafka.admin import Admin
+from eventstore.kafka.io import KafkaSettings
 from eventstore.stream.format import decode_stream_record
 from eventstore.stream.relay import Relay, RelayOptions, StreamTopics
 from examples.shop.accounts import AccountOpened, Deposited

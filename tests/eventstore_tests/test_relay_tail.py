@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka.io import Admin, KafkaRecord, KafkaSettings, Producer, TailConsumer
+from eventstore.kafka.admin import Admin
+from eventstore.kafka.io import KafkaRecord, KafkaSettings
+from eventstore.kafka.producer import Producer
+from eventstore.kafka.tail_consumer import TailConsumer
 from eventstore.stream.format import (
     StreamEvent,
     StreamRecordError,

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka.io import Admin, KafkaSettings, Producer
+from eventstore.kafka.admin import Admin
+from eventstore.kafka.io import KafkaSettings
+from eventstore.kafka.producer import Producer
 from eventstore.stream.relay import Relay, RelayOptions, StreamTopics
 from eventstore.stream.subscriptions import StreamMessage, Subscription, subscribe
 from examples.shop.accounts import AccountOpened, Deposited

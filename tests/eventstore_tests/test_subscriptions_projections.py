@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from eventstore import Commit, EventRegistry, RecordedEvent, Store
-from eventstore.kafka.io import KafkaSettings, Producer
+from eventstore.kafka.io import KafkaSettings
+from eventstore.kafka.producer import Producer
 from eventstore.stream.projections import ProjectionRunner, ReadModelDB, applied_versions
 from eventstore.stream.relay import Relay, RelayOptions, StreamTopics
 from examples.shop import LowStockReport, StockLevel

@@ -18,7 +18,8 @@ from actors import Client, EntityCatalog, Envelope
 from actors.mailbox.kafka import KafkaMailbox
 from eventstore import EventRegistry, Store
 from eventstore.kafka import ApacheKafka
-from eventstore.kafka.io import KafkaSettings, TailConsumer
+from eventstore.kafka.io import KafkaSettings
+from eventstore.kafka.tail_consumer import TailConsumer
 from examples.shop import ENTITIES, Account
 from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
 

@@ -27,7 +27,8 @@ from sagas import (
     request_approval,
 )
 from sagas.testing import DEFAULT_START, WorkflowEnvironment
-from sagas.timeline import Timeline, TimelineEntry, build_timeline
+from sagas.timeline import build_timeline
+from sagas.timeline_models import Timeline, TimelineEntry
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,78 @@
+"""Reading a whole topic without a group: reply topics and the event stream's ``tail``.
+
+A reader that must see every partition (every reply, every event) cannot share them
+with a group, so it assigns itself all of them, again after the broker came back empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from eventstore.kafka.io import KafkaRecord, KafkaSettings, connect, record_from
+
+log = logging.getLogger("entityflow.kafka")
+
+
+class TailConsumer:
+    """Reads every partition of a topic without a group (reply topics, ``tail``)."""
+
+    def __init__(
+        self, settings: KafkaSettings, topic: str, *, from_beginning: bool = False
+    ) -> None:
+        self.topic = topic
+        self._settings = settings
+        self._from_beginning = from_beginning
+        self._lock = threading.Lock()
+        self._consumer: KafkaConsumer = connect(
+            "tail consumer",
+            settings,
+            lambda: KafkaConsumer(
+                **settings.common(),
+                group_id=None,
+                enable_auto_commit=False,
+                metrics_enabled=False,
+                auto_offset_reset="earliest" if from_beginning else "latest",
+                fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            ),
+        )
+        self._partitions: list[int] = []
+        self.assign()
+
+    def assign(self) -> None:
+        """(Re)assign all partitions of the topic, e.g. after the broker came back empty."""
+        parts = self._consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        # A topic the client does not know yet has no partitions: nothing to seek (a seek
+        # without partitions raises); the caller assigns again once ``partitions`` is empty.
+        if tps and self._from_beginning:
+            self._consumer.seek_to_beginning(*tps)
+        elif tps:
+            self._consumer.seek_to_end(*tps)
+        self._partitions = sorted(parts)
+
+    @property
+    def partitions(self) -> Sequence[int]:
+        return tuple(self._partitions)
+
+    def poll(self, timeout: float, max_records: int = 500) -> list[KafkaRecord]:
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except KafkaError as exc:
+            log.warning("poll on %s failed: %s", self.topic, exc)
+            return []
+        out: list[KafkaRecord] = []
+        for records in batches.values():
+            out.extend(record_from(r) for r in records)
+        return out
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        except KafkaError as exc:
+            log.warning("closing the tail consumer of %s: %s", self.topic, exc)
