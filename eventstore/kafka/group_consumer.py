@@ -164,8 +164,21 @@ class GroupConsumer:
             out.extend(record_from(r) for r in records)
         return out
 
-    def seek(self, partition: int, offset: int) -> None:
-        self._consumer.seek(TopicPartition(self.topic, partition), offset)
+    def seek(self, partition: int, offset: int) -> bool:
+        """Read ``partition`` from ``offset`` next; False when it is no longer this member's.
+
+        A partition reported assigned can be taken back by the next rebalance before its
+        owner gets to seek it (two members joining at once, cooperatively: one round
+        hands out, the next takes back). That revocation is reported by the next
+        :meth:`take_rebalances`, and a later assignment seeks again, so there is nothing
+        to do now; kafka-python would raise ``ValueError('Unassigned partition')``.
+        """
+        tp = TopicPartition(self.topic, partition)
+        if tp not in self._consumer.assignment():
+            log.info("not seeking %s: it was revoked before its owner got to it", tp)
+            return False
+        self._consumer.seek(tp, offset)
+        return True
 
     def highwater(self, partition: int) -> int | None:
         """The partition's end as the last fetch response said (no round trip)."""

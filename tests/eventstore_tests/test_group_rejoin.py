@@ -39,3 +39,38 @@ def test_rejoin_revokes_then_reassigns(kafka_bootstrap: str, namespace: str) -> 
     finally:
         consumer.close()
         admin.close()
+
+
+def test_a_partition_taken_back_before_its_owner_seeks_it_is_not_sought(
+    kafka_bootstrap: str, namespace: str
+) -> None:
+    """Two members joining at once: the first is handed every partition, then a second
+    round takes some back before its owner seeks them (a worker died of kafka-python's
+    ``ValueError('Unassigned partition')`` in CI). The seek of a partition no longer owned
+    is skipped; the revocation is reported, and a kept partition is sought as usual."""
+    settings = KafkaSettings(kafka_bootstrap)
+    topic = f"{namespace}.race"
+    admin = Admin(settings)
+    admin.ensure_topics({topic: 4})
+    first = GroupConsumer(settings, topic, f"{namespace}-race")
+    second: GroupConsumer | None = None
+    try:
+        assert _wait_assigned(first) == [0, 1, 2, 3]  # handed out, not yet sought
+        second = GroupConsumer(settings, topic, f"{namespace}-race")
+        deadline = time.monotonic() + 30
+        while len(first.assignment()) == 4 or not second.assignment():
+            assert time.monotonic() < deadline, "the second member never got partitions"
+            first.poll(0.1, 10)
+            second.poll(0.1, 10)
+        kept = first.assignment()
+        taken = sorted({0, 1, 2, 3} - set(kept))
+        assert taken, kept
+        assert [first.seek(p, 0) for p in taken] == [False] * len(taken)
+        assert [first.seek(p, 0) for p in kept] == [True] * len(kept)
+        revoked = [p for change in first.take_rebalances() for p in change.revoked]
+        assert set(taken) <= set(revoked)
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+        admin.close()
