@@ -8,7 +8,7 @@ late answer, kept, is what that wait gets.
 
 A ``Grant`` places a :class:`Desk` hold (undone by a release if the saga
 compensates), then asks ``ada`` for approval on a ladder of seconds: reminded at 2 s,
-``grace`` may decide from 4 s, given up at 6 s, and giving up compensates.
+``grace`` may decide from 4 s, given up at 7 s, and giving up compensates.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sagas import (
 
 REMIND_AFTER = timedelta(seconds=2)
 ESCALATE_AFTER = timedelta(seconds=4)
-GIVE_UP_AFTER = timedelta(seconds=6)
+GIVE_UP_AFTER = timedelta(seconds=7)
 FIRST_APPROVER = "ada"
 SECOND_APPROVER = "grace"
 
