@@ -6,6 +6,7 @@ Read ``entity.py`` and ``handlers.py`` first (how an entity is declared), then
 """
 
 from actors.address import Address, check_entity_id
+from actors.batch import BatchResult
 from actors.client import Client, EntityCatalog, QueryResult, StateView, decoded
 from actors.context import CommandContext
 from actors.entity import CommandSpec, Entity, EntitySpec
@@ -49,7 +50,7 @@ from actors.mailbox.protocol import (
 )
 from actors.reader import load_entity
 from actors.retry import RetryPolicy
-from actors.runtime import BatchResult, Runtime, merge_registries, system_clock
+from actors.runtime import Runtime, merge_registries, system_clock
 from actors.sender import CommandSender
 from actors.timers import TimerIndex, TimerRequest
 from actors.worker import Worker

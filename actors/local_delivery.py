@@ -4,8 +4,9 @@ A saga is a chain of messages between actors (the coordinator calls an entity, t
 entity replies, the coordinator calls the next one). When the receiving actor's
 partition belongs to the sending worker, a trip through the broker adds a produce, a
 fetch and the broker's fetch wait to every step, and changes nothing: the same worker
-would read the message back and handle it. So the worker hands such messages to its own
-next batch instead.
+would read the message back and handle it. So the worker handles such messages itself:
+in the batch that sent them when they may go first (``ready``: one commit for a chain of
+hops, see ``Runtime.process``), otherwise in its next batch through this queue.
 
 Re-decided on Apache Kafka with the bench (W3 order sagas over HTTP, one API and one
 worker process, PostgreSQL, alternating runs on one broker, medians of 3): the worker
@@ -74,6 +75,15 @@ class LocalDeliveries:
         """Return the local deliveries of a batch that did not commit, ahead of the rest."""
         returned = [(d.partition, d.envelope) for d in deliveries if d.local and d.envelope]
         self._queue.extendleft(reversed(returned))
+
+    def ready(self, partition: int, read_up_to: Callable[[int], int]) -> bool:
+        """Whether a message to ``partition`` may be handled now, ahead of the queue: the
+        partition takes local messages, has caught up, and has none waiting here (so it
+        would overtake nothing its sender queued before)."""
+        ready_from = self._ready_from.get(partition)
+        if ready_from is None or read_up_to(partition) < ready_from:
+            return False
+        return not any(p == partition for p, _ in self._queue)
 
     def has_ready(self, read_up_to: Callable[[int], int]) -> bool:
         """Whether :meth:`take` would hand out anything (then the poll need not wait)."""

@@ -37,8 +37,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from actors.batch import BatchResult
 from actors.mailbox.protocol import Delivery
-from actors.runtime import BatchResult
 from eventstore import Commit, Outcome
 
 __all__ = [

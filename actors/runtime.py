@@ -14,13 +14,14 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from actors.envelopes import ACTOR_ROUTE, Envelope, reply_envelope
+from actors.batch import BatchResult
+from actors.envelopes import Envelope
 from actors.errors import ActorsError
 from actors.kinds import Actor, ActorKind, Turn
 from actors.mailbox.protocol import Delivery
@@ -34,7 +35,6 @@ from eventstore import (
     RecordedEvent,
     Snapshot,
     Store,
-    TimerRow,
     UnknownEventTypeError,
     tracing,
 )
@@ -67,44 +67,6 @@ class _Cached:
     partition: int
     snapshot_version: int
     used_at: float
-
-
-@dataclass
-class BatchResult:
-    """A processed batch, waiting for its commit."""
-
-    commit: Commit
-    last_offsets: dict[int, int] = field(default_factory=dict)
-    replies: list[tuple[str, Outcome[Any], str | None]] = field(default_factory=list)
-    """(reply route, outcome, correlation) of every command that asked for an answer."""
-    outbox: list[Envelope] = field(default_factory=list)
-    dead_letters: list[tuple[Delivery, str]] = field(default_factory=list)
-    touched: dict[str, int] = field(default_factory=dict)
-    prefetched: dict[str, LoadedStream] = field(default_factory=dict)
-    timer_changes: dict[str, TimerRow | None] = field(default_factory=dict)
-    """Timers set (a row) or cleared (None) by this batch, the last change per id."""
-    snapshots: list[Snapshot] = field(default_factory=list)
-    """Snapshots the actors asked for (``Turn.snapshot``), saved after the commit."""
-
-    def settle_timers(self) -> None:
-        """Write the batch's last change of each timer into its commit."""
-        for tid, row in self.timer_changes.items():
-            if row is None:
-                self.commit.timers_cleared.append(tid)
-            else:
-                self.commit.timers.append(row)
-
-    def messages_after_commit(self) -> list[Envelope]:
-        """Outgoing envelopes: the outbox plus replies routed to other actors."""
-        routed = [
-            reply_envelope(route[len(ACTOR_ROUTE) :], outcome, correlation)
-            for route, outcome, correlation in self.replies
-            if route.startswith(ACTOR_ROUTE)
-        ]
-        return [*self.outbox, *routed]
-
-    def channel_replies(self) -> list[tuple[str, Outcome[Any]]]:
-        return [(r, o) for r, o, _ in self.replies if not r.startswith(ACTOR_ROUTE)]
 
 
 def merge_registries(kinds: Iterable[ActorKind]) -> EventRegistry:
@@ -256,8 +218,39 @@ class Runtime:
 
     # -- batches -----------------------------------------------------------------------
 
-    def process(self, deliveries: Sequence[Delivery]) -> BatchResult:
+    def process(
+        self,
+        deliveries: Sequence[Delivery],
+        follow: Callable[[BatchResult], Sequence[Delivery]] | None = None,
+        *,
+        rounds: int = 16,
+    ) -> BatchResult:
+        """Handle ``deliveries`` into one batch to commit.
+
+        ``follow`` is asked, after each round, for messages the batch sent that may be
+        handled in it too (to actors this worker owns): they join the same commit as what
+        caused them, so a chain of actors (a saga's call, the entity's reply, the next
+        call) costs one commit instead of one per hop. At most ``rounds`` rounds, so a
+        workflow that calls an entity in a loop still commits.
+        """
         batch = BatchResult(commit=Commit())
+        in_batch: dict[str, Outcome[Any]] = {}
+        self._round(batch, deliveries, in_batch)
+        for _ in range(rounds - 1):
+            more = follow(batch) if follow is not None else ()
+            if not more:
+                break
+            batch.followed.extend(more)
+            self._round(batch, more, in_batch)
+        batch.settle_timers()
+        return batch
+
+    def _round(
+        self,
+        batch: BatchResult,
+        deliveries: Sequence[Delivery],
+        in_batch: dict[str, Outcome[Any]],
+    ) -> None:
         command_ids = [
             d.envelope.command_id
             for d in deliveries
@@ -273,8 +266,7 @@ class Runtime:
             if env.kind != "reply" and not _runs_again(env, known.get(env.command_id)):
                 continue  # a duplicate: answered from its outcome, its actor not needed
             cold.setdefault(env.address, kind.snapshot_type)
-        batch.prefetched = self._prefetch(cold)
-        in_batch: dict[str, Outcome[Any]] = {}
+        batch.prefetched.update(self._prefetch(cold))
         for d in deliveries:
             if not d.local:
                 batch.last_offsets[d.partition] = d.offset
@@ -282,8 +274,6 @@ class Runtime:
                 batch.dead_letters.append((d, d.error or "undecodable message"))
                 continue
             self._traced(d, d.envelope, batch, known, in_batch)
-        batch.settle_timers()
-        return batch
 
     def _traced(
         self,

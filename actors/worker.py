@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from actors.batch import BatchResult
 from actors.envelopes import Envelope
 from actors.local_delivery import LocalDeliveries
 from actors.mailbox.protocol import (
@@ -30,8 +31,9 @@ from actors.mailbox.protocol import (
     position_name,
 )
 from actors.metrics import WorkerMetrics
-from actors.runtime import BatchResult, Runtime
+from actors.runtime import Runtime
 from actors.timers import TimerIndex, timers_in_order
+from actors.worker_stats import WorkerStats
 from eventstore import (
     Commit,
     ConcurrencyConflictError,
@@ -41,37 +43,6 @@ from eventstore import (
 )
 
 log = logging.getLogger("entityflow.worker")
-
-
-@dataclass
-class WorkerStats:
-    """Counters, and seconds spent per phase of the loop (where a batch cycle goes)."""
-
-    batches: int = 0
-    messages: int = 0
-    local_messages: int = 0
-    conflicts: int = 0
-    store_failures: int = 0
-    dead_letters: int = 0
-    log_resets: int = 0
-    timers_fired: int = 0
-    poll_seconds: float = 0.0
-    process_seconds: float = 0.0
-    commit_seconds: float = 0.0
-    send_seconds: float = 0.0
-
-    def summary(self) -> str:
-        per = max(self.batches, 1)
-        return (
-            f"{self.messages} messages ({self.local_messages} co-located) in "
-            f"{self.batches} batches ({self.messages / per:.1f} per batch); ms per batch: "
-            f"poll {self.poll_seconds / per * 1000:.1f}, "
-            f"process {self.process_seconds / per * 1000:.1f}, "
-            f"commit {self.commit_seconds / per * 1000:.1f}, "
-            f"send {self.send_seconds / per * 1000:.1f}; "
-            f"{self.conflicts} lost races, {self.store_failures} store failures, "
-            f"{self.dead_letters} dead letters"
-        )
 
 
 @dataclass
@@ -248,9 +219,9 @@ class Worker:
         polled = time.perf_counter()
         stats.poll_seconds += polled - started
         try:
-            batch = self.runtime.process(deliveries)
+            batch = self.runtime.process(deliveries, self._follow)
             self._dead_letter(batch)
-            fences = self._advance(batch, deliveries)
+            fences = self._advance(batch, [*deliveries, *batch.followed])
             batch.commit.positions.extend(fences.values())
             processed = time.perf_counter()
             stats.process_seconds += processed - polled
@@ -264,7 +235,8 @@ class Worker:
             self._store_down(exc, deliveries)
             return 0
         self._backoff = 0.0
-        self.metrics.committed(batch, len(deliveries), commit_seconds)  # before any reply
+        handled = len(deliveries) + len(batch.followed)
+        self.metrics.committed(batch, handled, commit_seconds)  # before any reply
         for p, fence in fences.items():
             self._positions[p].tracked = fence.notification_id
         for p, last in batch.last_offsets.items():
@@ -275,8 +247,9 @@ class Worker:
         self._after_commit(batch)
         stats.send_seconds += time.perf_counter() - sending
         stats.batches += 1
-        stats.messages += len(deliveries)
-        stats.local_messages += sum(1 for d in deliveries if d.local)
+        stats.messages += handled
+        stats.local_messages += sum(1 for d in deliveries if d.local) + len(batch.followed)
+        stats.followed += len(batch.followed)
         if self.on_batch is not None:
             self.on_batch(batch)
         return len(deliveries)
@@ -394,6 +367,26 @@ class Worker:
     def _send_all(self, envelopes: Iterable[Envelope]) -> None:
         for envelope in envelopes:
             self.mailbox.send(envelope)
+
+    def _follow(self, batch: BatchResult) -> list[Delivery]:
+        """Messages the batch sent to actors this worker may handle now: handled in the same
+        batch (one commit for a chain of hops), up to twice the batch size."""
+        local = self._local
+        if local is None or len(batch.followed) >= self.max_batch:
+            return []
+        partition_of = self.mailbox.partition_of
+        owned = self._positions
+
+        def here(envelope: Envelope) -> bool:
+            if is_activity_task(envelope):
+                return False
+            partition = partition_of(envelope.address)
+            return partition in owned and local.ready(partition, self._next_read)
+
+        return [
+            Delivery(partition_of(e.address), LOCAL_OFFSET, b"", e)
+            for e in batch.take_messages(here)
+        ]
 
     def _take_local(self, room: int) -> list[Delivery]:
         if self._local is None or room <= 0:

@@ -88,8 +88,9 @@ class Settings(BaseSettings):
     local_delivery: bool = Field(
         default=True,
         description=(
-            "a worker hands messages to actors of partitions it owns over in memory, "
-            "not through the broker (sagas take fewer broker trips)"
+            "a worker handles messages to actors of partitions it owns itself, in the "
+            "batch that sent them when it can, not through the broker (a saga's hops "
+            "share one commit)"
         ),
     )
     activity_concurrency: Annotated[

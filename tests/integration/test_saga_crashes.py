@@ -75,7 +75,7 @@ def test_sagas_finish_and_reconcile_through_kill_nine(
         for w in workers:
             if w.process.poll() is None:
                 assert w.terminate() == 0, w.output
-                found = re.search(r"\((\d+) co-located\)", w.output)
+                found = re.search(r"\((\d+) co-located, ", w.output)
                 assert found is not None, w.output
                 co_located += int(found.group(1))
         assert co_located > 0, outputs(*workers)()
