@@ -8,13 +8,33 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from actors.mailbox.kafka import KafkaMailbox
+from eventstore.kafka.io import KafkaSettings
+from sagas import Domain, Host
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def client_host(
+    domain: Domain, store_url: str, bootstrap: str, namespace: str, partitions: int
+) -> Iterator[Host]:
+    """The test's side of a process test: a client of ``domain`` on the broker that runs
+    no worker and no activities (opening it creates the tables)."""
+    mailbox = KafkaMailbox(KafkaSettings(bootstrap), namespace=namespace, partitions=partitions)
+    host = domain.host(store_url, mailbox=mailbox, run_worker=False, run_activities=False)
+    try:
+        yield host
+    finally:
+        host.stop()
+        mailbox.close()
 
 
 class WorkerProcess:

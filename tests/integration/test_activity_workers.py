@@ -12,8 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors.mailbox.kafka import KafkaMailbox
-from eventstore.kafka.io import KafkaSettings
 from sagas import Host
 from tests.integration.activity_domain import (
     DOMAIN,
@@ -21,7 +19,7 @@ from tests.integration.activity_domain import (
     create_provider_tables,
     queued_charge,
 )
-from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
+from tests.integration.processes import WorkerProcess, client_host, count_rows, outputs, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -32,15 +30,8 @@ DOMAIN_MODULE = "tests.integration.activity_domain"
 
 @pytest.fixture
 def client(pg_url: str, kafka_bootstrap: str, namespace: str) -> Iterator[Host]:
-    mailbox = KafkaMailbox(
-        KafkaSettings(kafka_bootstrap), namespace=namespace, partitions=PARTITIONS
-    )
-    host = DOMAIN.host(pg_url, mailbox=mailbox, run_worker=False, run_activities=False)
-    try:
+    with client_host(DOMAIN, pg_url, kafka_bootstrap, namespace, PARTITIONS) as host:
         yield host
-    finally:
-        host.stop()
-        mailbox.close()
 
 
 def _worker(

@@ -26,12 +26,10 @@ from typing import Any
 
 import pytest
 
-from actors.mailbox.kafka import KafkaMailbox
 from eventstore import DomainEvent, RecordedEvent, Store
 from eventstore.kafka import ApacheKafka
-from eventstore.kafka.io import KafkaSettings
 from sagas import Host
-from tests.integration.processes import WorkerProcess, count_rows, outputs, wait_until
+from tests.integration.processes import WorkerProcess, client_host, count_rows, outputs, wait_until
 from tests.integration.timer_domain import DOMAIN, Alarm, Bumped, Rang, Tally, nap
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -46,15 +44,8 @@ _OWNERSHIP = re.compile(r"(assigned|revoked) partitions \[([\d, ]*)\]")
 @pytest.fixture
 def rig(pg_url: str, kafka_bootstrap: str, namespace: str) -> Iterator[Host]:
     """The test's side: a client of the domain that runs no worker (creates the tables)."""
-    mailbox = KafkaMailbox(
-        KafkaSettings(kafka_bootstrap), namespace=namespace, partitions=PARTITIONS
-    )
-    host = DOMAIN.host(pg_url, mailbox=mailbox, run_worker=False, run_activities=False)
-    try:
+    with client_host(DOMAIN, pg_url, kafka_bootstrap, namespace, PARTITIONS) as host:
         yield host
-    finally:
-        host.stop()
-        mailbox.close()
 
 
 # -- workers ------------------------------------------------------------------------------

@@ -28,15 +28,13 @@ from typing import Any
 import httpx
 import pytest
 
-from actors.mailbox.kafka import KafkaMailbox
 from api.app import AppParts, create_app
 from api.server import ServerThread
 from api.settings import Settings
 from eventstore import RecordedEvent
-from eventstore.kafka.io import KafkaSettings
 from sagas import Host, NonDeterminismError, WorkflowNotFoundError, replay
 from sagas.history import ApprovalStep, SignalReceived, TimerStarted
-from tests.integration.processes import ROOT, WorkerProcess, outputs, wait_until
+from tests.integration.processes import ROOT, WorkerProcess, client_host, outputs, wait_until
 from tests.integration.waiting_domain import (
     DOMAIN,
     ESCALATE_AFTER,
@@ -65,15 +63,8 @@ EARLY_BY = timedelta(seconds=1.0)
 @pytest.fixture
 def rig(pg_url: str, kafka_bootstrap: str, namespace: str) -> Iterator[Host]:
     """The test's side: a client of the domain that runs no worker (creates the tables)."""
-    mailbox = KafkaMailbox(
-        KafkaSettings(kafka_bootstrap), namespace=namespace, partitions=PARTITIONS
-    )
-    host = DOMAIN.host(pg_url, mailbox=mailbox, run_worker=False, run_activities=False)
-    try:
+    with client_host(DOMAIN, pg_url, kafka_bootstrap, namespace, PARTITIONS) as host:
         yield host
-    finally:
-        host.stop()
-        mailbox.close()
 
 
 @pytest.fixture
