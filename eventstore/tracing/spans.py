@@ -61,9 +61,10 @@ _KINDS: dict[SpanKind, trace.SpanKind] = {
     "consumer": trace.SpanKind.CONSUMER,
 }
 _PROPAGATOR = TraceContextTextMapPropagator()
-_UNSAMPLED = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f][02468ace]")
-"""A version-00 ``traceparent`` whose sampled flag is not set (what the W3C propagator
-accepts, the all-zero ids aside, which :func:`_unsampled` refuses)."""
+_UNSAMPLED = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-00")
+"""A version-00 ``traceparent`` with no flag set, as entityflow and the SDK write it
+(the all-zero ids, which the W3C propagator refuses, are refused by :func:`_unsampled`;
+any other form goes through the propagator)."""
 
 
 class _Current:
@@ -170,6 +171,7 @@ def span(
         if parent is not None:
             unsampled = _unsampled(parent)
             if unsampled is not None:
+                _formatted.last = (unsampled, parent)
                 return _Active(NonRecordingSpan(unsampled))
         else:
             current = trace.get_current_span().get_span_context()
@@ -229,12 +231,29 @@ def traceparent() -> str | None:
     return _format(trace.get_current_span().get_span_context())
 
 
+class _Formatted:
+    """The last context formatted and its ``traceparent``, as one tuple so that threads
+    read a matching pair: a request formats its span twice (its message and its
+    ``traceresponse``), a turn once per message it sends, and a context carried on
+    unsampled is never formatted at all."""
+
+    last: tuple[trace.SpanContext | None, str | None] = (None, None)
+
+
+_formatted = _Formatted()
+
+
 def _format(context: trace.SpanContext) -> str | None:
     # What the W3C propagator's inject writes, without its carrier and setter machinery
     # (it runs for every message a traced turn sends).
+    last = _formatted.last
+    if last[0] is context:
+        return last[1]
     if not context.is_valid:
         return None
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    value = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    _formatted.last = (context, value)
+    return value
 
 
 def current_trace_id() -> str | None:
