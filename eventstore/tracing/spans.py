@@ -121,8 +121,10 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
     entityflow keeps its own reference instead of OpenTelemetry's global provider, which
     can be set only once per process: tests and embedded uses can switch it.
     """
+    drops = provider is not None and _drops_unsampled_children(provider)
+    _current.drops_unsampled = False  # while the tracer changes, ask the SDK
     _current.tracer = provider.get_tracer("entityflow") if provider is not None else None
-    _current.drops_unsampled = provider is not None and _drops_unsampled_children(provider)
+    _current.drops_unsampled = drops
 
 
 def _drops_unsampled_children(provider: TracerProvider) -> bool:
