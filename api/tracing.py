@@ -53,9 +53,10 @@ class TracingMiddleware:
                 await self.app(scope, receive, send_wrapper)
             finally:
                 template = getattr(scope.get("route"), "path", None)
+                ended: dict[str, str | int] = {"http.response.status_code": status}
                 if template is not None:
                     sp.rename(f"{method} {template}")
-                    sp.set("http.route", template)
-                sp.set("http.response.status_code", status)
+                    ended["http.route"] = template
+                sp.update(ended)
                 if status >= 500:
                     sp.fail(f"HTTP {status}")

@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import StatusCode
 
 from actors import Envelope
@@ -53,6 +54,51 @@ def test_a_span_continues_the_context_a_message_brought(spans: InMemorySpanExpor
     # What the block sends carries the span itself as the next parent.
     assert sent.traceparent == inner == f"00-{trace_id}-{span.context.span_id:016x}-01"
     assert Envelope.decode(sent.encode()).traceparent == sent.traceparent
+
+
+@pytest.mark.parametrize(
+    "sampler", [None, ParentBased(TraceIdRatioBased(0.5))], ids=["default", "ratio"]
+)
+def test_an_unsampled_context_is_carried_on_without_spans(sampler: Sampler | None) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_tracer_provider(provider)
+    try:
+        trace_id, parent = uuid.uuid4().hex, "cd" * 8
+        came = f"00-{trace_id}-{parent}-00"
+        with tracing.span("work", parent=came, attributes={"a": 1}) as sp:
+            sp.set("b", 2)
+            assert tracing.traceparent() == came
+            assert tracing.current_trace_id() == trace_id
+            with tracing.span("step", kind="producer"):
+                sent = Envelope(address="Gadget/g", kind="command", name="bump")
+            assert tracing.traceparent() == came
+        assert tracing.traceparent() is None
+        # A sampled context in the same process is still traced through the SDK.
+        with tracing.span("sampled", parent=f"00-{trace_id}-{parent}-01"):
+            pass
+    finally:
+        tracing.use_tracer_provider(None)
+    assert sent.traceparent == came
+    assert [s.name for s in exporter.get_finished_spans()] == ["sampled"]
+
+
+def test_a_sampler_that_records_unsampled_children_is_still_asked() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_tracer_provider(provider)
+    try:
+        trace_id = uuid.uuid4().hex
+        with tracing.span("work", parent=f"00-{trace_id}-{'ef' * 8}-00"):
+            pass
+    finally:
+        tracing.use_tracer_provider(None)
+    (span,) = exporter.get_finished_spans()
+    assert span.context is not None and span.parent is not None
+    assert f"{span.context.trace_id:032x}" == trace_id
+    assert f"{span.parent.span_id:016x}" == "ef" * 8
 
 
 def test_an_escaping_exception_fails_the_span_and_is_reraised(
