@@ -26,7 +26,7 @@ from eventstore.kafka.io import (
     KafkaRecord,
     KafkaSettings,
     connect,
-    record_from,
+    records_from,
 )
 
 log = logging.getLogger("entityflow.kafka")
@@ -159,10 +159,7 @@ class GroupConsumer:
         except KafkaError as exc:
             log.warning("poll on %s failed: %s", self.topic, exc)
             return []
-        out: list[KafkaRecord] = []
-        for records in batches.values():
-            out.extend(record_from(r) for r in records)
-        return out
+        return records_from(batches)
 
     def seek(self, partition: int, offset: int) -> bool:
         """Read ``partition`` from ``offset`` next; False when it is no longer this member's.

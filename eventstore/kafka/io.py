@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,3 +126,8 @@ def record_from(r: Any) -> KafkaRecord:
         dict(r.headers or []),
         r.timestamp,
     )
+
+
+def records_from(batches: Mapping[Any, Iterable[Any]]) -> list[KafkaRecord]:
+    """What one ``KafkaConsumer.poll`` returned (records per partition), as one list."""
+    return [record_from(r) for records in batches.values() for r in records]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from eventstore.kafka.io import KafkaRecord, KafkaSettings, connect, record_from
+from eventstore.kafka.io import KafkaRecord, KafkaSettings, connect, records_from
 
 log = logging.getLogger("entityflow.kafka")
 
@@ -66,10 +66,7 @@ class TailConsumer:
         except KafkaError as exc:
             log.warning("poll on %s failed: %s", self.topic, exc)
             return []
-        out: list[KafkaRecord] = []
-        for records in batches.values():
-            out.extend(record_from(r) for r in records)
-        return out
+        return records_from(batches)
 
     def close(self) -> None:
         try:
