@@ -7,7 +7,8 @@ partitions without noticing (a zombie) therefore fails to commit, forgets what i
 holds, and re-reads positions. Nothing is replied or sent before the commit.
 
 Messages to actors of partitions this worker owns skip the broker (``local_delivery``):
-they join the next batch, which then fences the positions of their partitions too.
+they are handled in the batch that sent them when they may go first (``_follow``),
+otherwise in the next batch; either batch fences the positions of their partitions too.
 """
 
 from __future__ import annotations
