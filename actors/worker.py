@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from actors.batch import BatchResult
 from actors.envelopes import Envelope
+from actors.errors import MailboxUnavailableError
 from actors.local_delivery import LocalDeliveries
 from actors.mailbox.protocol import (
     LOCAL_OFFSET,
@@ -44,14 +45,13 @@ from eventstore import (
 )
 
 log = logging.getLogger("entityflow.worker")
+_T = TypeVar("_T")
 
 
 @dataclass
 class _Position:
-    tracked: int | None
-    """The value in the store (what a commit must expect)."""
-    next_read: int
-    """The next offset to read from the partition."""
+    tracked: int | None  # the value in the store (what a commit must expect)
+    next_read: int  # the next offset to read from the partition
 
 
 class Worker:
@@ -129,8 +129,13 @@ class Worker:
 
     def _resume(self, consumer: MailboxConsumer, partition: int) -> _Position:
         """Seek to the tracked position; a position past the log's end means the log was reset."""
-        tracked = self._read_position(partition)
-        first, end = consumer.offsets(partition)
+        name = position_name(self.mailbox, partition)
+        tracked = self._until_available(
+            lambda: self.runtime.store.position(name), StoreUnavailableError
+        )
+        first, end = self._until_available(
+            lambda: consumer.offsets(partition), MailboxUnavailableError
+        )
         self._caught_up_at[partition] = end
         if self._local is not None:
             self._local.assigned(partition, end)
@@ -152,14 +157,15 @@ class Worker:
         consumer.seek(partition, start)
         return _Position(tracked, start)
 
-    def _read_position(self, partition: int) -> int | None:
+    def _until_available(self, call: Callable[[], _T], unavailable: type[Exception]) -> _T:
+        """Resuming a partition waits out an outage of the store or the broker (not a stop)."""
         while True:
             try:
-                return self.runtime.store.position(position_name(self.mailbox, partition))
-            except StoreUnavailableError:
+                return call()
+            except unavailable as exc:
                 if self._stop.is_set():
                     raise
-                log.warning("store unavailable while resuming partition %s; retrying", partition)
+                log.warning("resuming a partition: %s; retrying", exc)
                 time.sleep(self.retry_backoff)
 
     def _resync(self) -> None:

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from actors.envelopes import OUTCOMES, Envelope
 from actors.errors import MailboxUnavailableError
+from actors.mailbox.kafka_consumers import KafkaMailboxConsumer, KafkaTaskConsumer
 from actors.mailbox.kafka_deadletters import KafkaDeadLetters
 from actors.mailbox.protocol import (
     DeadLetterPage,
@@ -41,15 +42,12 @@ from actors.mailbox.reply_datagrams import (
 )
 from eventstore import Outcome
 from eventstore.kafka.admin import Admin
-from eventstore.kafka.group_consumer import GroupConsumer
 from eventstore.kafka.io import BrokerUnavailableError, KafkaRecord, KafkaSettings, partition_for
 from eventstore.kafka.producer import Producer
 from eventstore.kafka.tail_consumer import TailConsumer
 
 log = logging.getLogger("entityflow.mailbox")
 REPLY_ROUTE = "kafka:"
-STUCK_JOIN_SECONDS = 30.0
-"""How long a worker waits for its group join to settle before it joins afresh."""
 
 
 class KafkaTopics:
@@ -115,6 +113,7 @@ class KafkaMailbox:
             marks_topic=self.topics.redriven,
         )
         self._topic_id: str | None = None
+        self._partitions_known: int | None = None
         self._identity_lock = threading.Lock()
         self._closed = False
         self._healed_at = 0.0
@@ -157,10 +156,13 @@ class KafkaMailbox:
         """Re-read the commands topic's id (it changes when the broker recreated it)."""
         try:
             tid = self._admin.topic_id(self.topics.commands)
+            count = self._admin.partitions(self.topics.commands) if tid else 0
         except BrokerUnavailableError as exc:
             log.warning("cannot read the id of %s: %s", self.topics.commands, exc)
             return
         with self._identity_lock:
+            if count:
+                self._partitions_known = count
             if tid != self._topic_id and self._topic_id is not None:
                 log.warning(
                     "topic %s changed id %s -> %s: the broker lost its data; positions of "
@@ -178,10 +180,14 @@ class KafkaMailbox:
 
     @property
     def partitions(self) -> int:
-        try:
-            return self._producer.partitions(self.topics.commands)
-        except BrokerUnavailableError:
-            return self.partition_count
+        """The commands topic's partition count, as read with its id (or as configured).
+
+        Every message's partition is computed from it (``partition_of``). Asking the
+        producer each time blocked each call for the producer's whole metadata timeout
+        while the topic was missing (a broker that restarted empty, until the topic is
+        back): workers stood still for a minute and more.
+        """
+        return self._partitions_known or self.partition_count
 
     def partition_of(self, address: str) -> int:
         return partition_for(address.encode(), self.partitions)
@@ -279,149 +285,6 @@ def _log_failure(what: str) -> Callable[[Future[KafkaRecord]], None]:
             log.warning("%s failed: %s", what, exc)
 
     return check
-
-
-def decode_record(record: KafkaRecord, *, keyed_by_address: bool = True) -> Delivery:
-    try:
-        envelope = Envelope.decode(record.value)
-    except (ValidationError, ValueError) as exc:
-        return Delivery(record.partition, record.offset, record.value, None, f"undecodable: {exc}")
-    if keyed_by_address and record.key is not None and record.key != envelope.address.encode():
-        return Delivery(
-            record.partition,
-            record.offset,
-            record.value,
-            None,
-            f"record key {record.key!r} does not match the envelope address {envelope.address!r}",
-        )
-    return Delivery(record.partition, record.offset, record.value, envelope)
-
-
-class KafkaMailboxConsumer:
-    """The worker group's view of the commands topic."""
-
-    def __init__(
-        self,
-        mailbox: KafkaMailbox,
-        group: str,
-        listener: PartitionListener,
-        instance_id: str | None = None,
-    ) -> None:
-        self._mailbox = mailbox
-        self._listener = listener
-        self._consumer = GroupConsumer(
-            mailbox.settings, mailbox.topics.commands, group, instance_id=instance_id
-        )
-        self._last_heal = time.monotonic()
-
-    def poll(self, timeout: float, max_records: int) -> list[Delivery]:
-        records = self._consumer.poll(timeout, max_records)
-        changed: set[int] = set()
-        for change in self._consumer.take_rebalances():
-            if change.revoked:
-                self._listener.on_revoked(change.revoked)
-                changed.update(change.revoked)
-            if change.assigned:
-                self._mailbox.refresh_identity()
-                self._listener.on_assigned(change.assigned)
-                changed.update(change.assigned)
-        if not records:
-            self._heal()
-        # Records of partitions whose owner changed during this poll were fetched from
-        # a position nobody chose; they are read again from the tracked position.
-        return [decode_record(r) for r in records if r.partition not in changed]
-
-    def _heal(self) -> None:
-        """While idle, make sure the topics exist (the broker may have lost its data).
-
-        A member whose join has gone unanswered for :data:`STUCK_JOIN_SECONDS` (seen
-        with a broker that restarted empty: the client keeps waiting for a coordinator
-        that its old connection will never name) leaves and joins again with a fresh
-        client. A member whose join was answered with no partitions is left alone: with
-        more workers than partitions some must idle, and rejoining would only cause
-        rebalances.
-        """
-        now = time.monotonic()
-        if now - self._last_heal < 5.0:
-            return
-        self._last_heal = now
-        try:
-            self._mailbox.ensure_topics()
-        except BrokerUnavailableError as exc:
-            log.warning("cannot (re)create topics: %s", exc)
-        waited = self._consumer.joining_for()
-        if waited <= 0:
-            return
-        state = self._consumer.group_state()
-        log.info("no partitions yet: the group join is unanswered after %.0fs (%s)", waited, state)
-        if waited >= STUCK_JOIN_SECONDS:
-            log.warning("group join unanswered for %.0fs; joining again", waited)
-            try:
-                self._consumer.rejoin()
-            except BrokerUnavailableError as exc:
-                log.warning("cannot rejoin the group: %s", exc)
-
-    def seek(self, partition: int, offset: int) -> None:
-        self._consumer.seek(partition, offset)
-
-    def offsets(self, partition: int) -> tuple[int, int]:
-        return self._consumer.offsets(partition)
-
-    def log_end(self, partition: int) -> int | None:
-        return self._consumer.highwater(partition)
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
-class KafkaTaskConsumer:
-    """An activity worker's view of the activity topic; positions committed in Kafka."""
-
-    def __init__(self, mailbox: KafkaMailbox, group: str) -> None:
-        self._consumer = GroupConsumer(mailbox.settings, mailbox.topics.activities, group)
-        self._mailbox = mailbox
-        self._owned: set[int] = set()
-        self._assigned: list[int] = []
-        self._last_heal = time.monotonic()
-
-    def poll(self, timeout: float, max_records: int) -> list[Delivery]:
-        records = self._consumer.poll(timeout, max_records)
-        for change in self._consumer.take_rebalances():
-            self._owned -= set(change.revoked)
-            self._owned |= set(change.assigned)
-            self._assigned += change.assigned
-        if not records and time.monotonic() - self._last_heal > 5.0:
-            self._last_heal = time.monotonic()
-            try:
-                self._mailbox.ensure_topics()
-            except BrokerUnavailableError as exc:
-                log.warning("cannot (re)create topics: %s", exc)
-        # A newly assigned partition is fetched from the group's committed offset, which
-        # is the position this log keeps: unlike an entity worker's, nothing to seek.
-        return [decode_record(r, keyed_by_address=False) for r in records]
-
-    def take_assigned(self) -> list[int]:
-        assigned, self._assigned = self._assigned, []
-        return assigned
-
-    def commit(self, offsets: Mapping[int, int]) -> None:
-        owned = {p: o for p, o in offsets.items() if p in self._owned}
-        if not owned:
-            return
-        try:
-            self._consumer.commit(owned)
-        except BrokerUnavailableError as exc:
-            # Lost to a rebalance or an outage: those tasks may run again (at least once).
-            log.warning("could not commit activity offsets %s: %s", owned, exc)
-
-    def pause(self) -> None:
-        self._consumer.pause_all()
-
-    def resume(self) -> None:
-        self._consumer.resume_all()
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 class KafkaReplyChannel:

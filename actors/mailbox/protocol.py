@@ -164,7 +164,8 @@ class MailboxConsumer(Protocol):
     def seek(self, partition: int, offset: int) -> None: ...
 
     def offsets(self, partition: int) -> tuple[int, int]:
-        """(first offset still in the log, next offset to be written)."""
+        """(first offset still in the log, next offset to be written); raises
+        :class:`~actors.errors.MailboxUnavailableError` while the broker cannot say."""
 
     def log_end(self, partition: int) -> int | None:
         """The partition's end as the last fetch saw it, without a round trip (None

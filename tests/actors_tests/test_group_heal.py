@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from actors.mailbox import kafka as kafka_mailbox
-from actors.mailbox.kafka import STUCK_JOIN_SECONDS, KafkaMailboxConsumer
+from actors.mailbox import kafka_consumers
+from actors.mailbox.kafka_consumers import STUCK_JOIN_SECONDS, KafkaMailboxConsumer
 
 
 class Clock:
@@ -47,7 +47,7 @@ class FakeMailbox:
 
 def _consumer(joining: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, FakeGroup, Clock]:
     clock = Clock()
-    monkeypatch.setattr(kafka_mailbox.time, "monotonic", clock)
+    monkeypatch.setattr(kafka_consumers.time, "monotonic", clock)
     consumer: Any = KafkaMailboxConsumer.__new__(KafkaMailboxConsumer)
     group = FakeGroup(clock, clock.now if joining else None)
     consumer._consumer = group
