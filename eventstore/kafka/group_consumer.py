@@ -28,6 +28,7 @@ from eventstore.kafka.io import (
     connect,
     records_from,
 )
+from eventstore.kafka.stuck_calls import STUCK_CALL_SECONDS, WATCHDOG
 
 log = logging.getLogger("entityflow.kafka")
 
@@ -79,9 +80,11 @@ class GroupConsumer:
         instance_id: str | None = None,
         auto_offset_reset: str = "earliest",
         max_poll_records: int = 500,
+        stuck_after: float = STUCK_CALL_SECONDS,
     ) -> None:
         self.topic = topic
         self.instance_id = instance_id
+        self._stuck_after = stuck_after
         self._pending: list[Rebalance] = []
         self._pending_lock = threading.Lock()
         self._joining_since: float | None = time.monotonic()
@@ -147,17 +150,22 @@ class GroupConsumer:
         return pending
 
     def poll(self, timeout: float, max_records: int) -> list[KafkaRecord]:
-        try:
-            batches = self._consumer.poll(
-                timeout_ms=int(timeout * 1000), max_records=max_records, update_offsets=True
-            )
-        except FencedInstanceIdError as exc:
-            raise DuplicateMemberError(
-                f"another member of the group joined as {self.instance_id!r} and took over "
-                "this one's partitions; give each worker its own ENTITYFLOW_WORKER_ID"
-            ) from exc
-        except KafkaError as exc:
-            log.warning("poll on %s failed: %s", self.topic, exc)
+        what = f"the group poll on {self.topic}"
+        with WATCHDOG.guard(self._consumer._net, what, self._stuck_after) as call:
+            try:
+                batches = self._consumer.poll(
+                    timeout_ms=int(timeout * 1000), max_records=max_records, update_offsets=True
+                )
+            except FencedInstanceIdError as exc:
+                raise DuplicateMemberError(
+                    f"another member of the group joined as {self.instance_id!r} and took "
+                    "over this one's partitions; give each worker its own ENTITYFLOW_WORKER_ID"
+                ) from exc
+            except KafkaError as exc:
+                log.warning("poll on %s failed: %s", self.topic, exc)
+                batches = {}
+        if call.tripped:
+            self.rejoin(abandon=True)
             return []
         return records_from(batches)
 
@@ -221,13 +229,18 @@ class GroupConsumer:
         state = str(self._consumer.group_metadata().state)  # kafka-python: "<stable>"
         return state.strip("<>").upper()
 
-    def rejoin(self) -> None:
+    def rejoin(self, *, abandon: bool = False) -> None:
         """Leave and join the group again with a new client: the way out of a stuck join.
 
-        The partitions this member held count as revoked; the next poll reports it.
+        The partitions this member held count as revoked; the next poll reports it. A
+        client whose own calls got stuck (``abandon``) is closed on a thread of its own,
+        since its close may get stuck the same way; this member does not wait for it.
         """
         held = self.assignment()
-        self.close()
+        if abandon:
+            threading.Thread(target=self.close_client, args=(self._consumer,), daemon=True).start()
+        else:
+            self.close()
         self._consumer = connect("group consumer", self._settings, self._make)
         self._subscribe()
         with self._pending_lock:
@@ -236,7 +249,10 @@ class GroupConsumer:
             self._note(revoked=held)
 
     def close(self) -> None:
+        self.close_client(self._consumer)
+
+    def close_client(self, consumer: KafkaConsumer) -> None:
         try:
-            self._consumer.close(autocommit=False)
+            consumer.close(autocommit=False)
         except KafkaError as exc:
             log.warning("closing the consumer of %s: %s", self.topic, exc)

@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from eventstore.kafka.io import KafkaRecord, KafkaSettings, connect, records_from
+from eventstore.kafka.stuck_calls import WATCHDOG
 
 log = logging.getLogger("entityflow.kafka")
 
@@ -28,7 +29,14 @@ class TailConsumer:
         self._settings = settings
         self._from_beginning = from_beginning
         self._lock = threading.Lock()
-        self._consumer: KafkaConsumer = connect(
+        self._consumer: KafkaConsumer = self._connect()
+        self._partitions: list[int] = []
+        self._read_up_to: dict[int, int] = {}
+        self.assign()
+
+    def _connect(self) -> KafkaConsumer:
+        settings = self._settings
+        consumer: KafkaConsumer = connect(
             "tail consumer",
             settings,
             lambda: KafkaConsumer(
@@ -36,12 +44,11 @@ class TailConsumer:
                 group_id=None,
                 enable_auto_commit=False,
                 metrics_enabled=False,
-                auto_offset_reset="earliest" if from_beginning else "latest",
+                auto_offset_reset="earliest" if self._from_beginning else "latest",
                 fetch_max_wait_ms=settings.fetch_max_wait_ms,
             ),
         )
-        self._partitions: list[int] = []
-        self.assign()
+        return consumer
 
     def assign(self) -> None:
         """(Re)assign all partitions of the topic, e.g. after the broker came back empty."""
@@ -61,12 +68,27 @@ class TailConsumer:
         return tuple(self._partitions)
 
     def poll(self, timeout: float, max_records: int = 500) -> list[KafkaRecord]:
-        try:
-            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
-        except KafkaError as exc:
-            log.warning("poll on %s failed: %s", self.topic, exc)
+        with WATCHDOG.guard(self._consumer._net, f"the poll on {self.topic}") as call:
+            try:
+                batches = self._consumer.poll(
+                    timeout_ms=int(timeout * 1000), max_records=max_records
+                )
+            except KafkaError as exc:
+                log.warning("poll on %s failed: %s", self.topic, exc)
+                batches = {}
+        if call.tripped:
+            # A fresh client goes on from where this one had read.
+            stuck, self._consumer = self._consumer, self._connect()
+            threading.Thread(target=stuck.close, kwargs={"autocommit": False}, daemon=True).start()
+            self.assign()
+            for partition, offset in self._read_up_to.items():
+                if partition in self._partitions:
+                    self._consumer.seek(TopicPartition(self.topic, partition), offset)
             return []
-        return records_from(batches)
+        records = records_from(batches)
+        for r in records:
+            self._read_up_to[r.partition] = r.offset + 1
+        return records
 
     def close(self) -> None:
         try:
