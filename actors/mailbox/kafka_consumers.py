@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -18,10 +18,27 @@ from actors.envelopes import Envelope
 from actors.errors import MailboxUnavailableError
 from actors.mailbox.protocol import Delivery, PartitionListener
 from eventstore.kafka.group_consumer import GroupConsumer
-from eventstore.kafka.io import BrokerUnavailableError, KafkaRecord
+from eventstore.kafka.io import BrokerUnavailableError, KafkaRecord, KafkaSettings
 
-if TYPE_CHECKING:
-    from actors.mailbox.kafka import KafkaMailbox
+
+class _Topics(Protocol):
+    commands: str
+    activities: str
+
+
+class OwningMailbox(Protocol):
+    """What the members need of the mailbox they belong to (``actors.mailbox.kafka``)."""
+
+    @property
+    def settings(self) -> KafkaSettings: ...
+
+    @property
+    def topics(self) -> _Topics: ...
+
+    def ensure_topics(self) -> None: ...
+
+    def refresh_identity(self) -> None: ...
+
 
 log = logging.getLogger("entityflow.mailbox")
 STUCK_JOIN_SECONDS = 30.0
@@ -49,7 +66,7 @@ class KafkaMailboxConsumer:
 
     def __init__(
         self,
-        mailbox: KafkaMailbox,
+        mailbox: OwningMailbox,
         group: str,
         listener: PartitionListener,
         instance_id: str | None = None,
@@ -141,7 +158,7 @@ class KafkaMailboxConsumer:
 class KafkaTaskConsumer:
     """An activity worker's view of the activity topic; positions committed in Kafka."""
 
-    def __init__(self, mailbox: KafkaMailbox, group: str) -> None:
+    def __init__(self, mailbox: OwningMailbox, group: str) -> None:
         self._consumer = GroupConsumer(mailbox.settings, mailbox.topics.activities, group)
         self._mailbox = mailbox
         self._owned: set[int] = set()
