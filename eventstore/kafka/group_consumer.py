@@ -28,7 +28,7 @@ from eventstore.kafka.io import (
     connect,
     records_from,
 )
-from eventstore.kafka.stuck_calls import STUCK_CALL_SECONDS, WATCHDOG
+from eventstore.kafka.stuck_calls import STUCK_CALL_SECONDS, WATCHDOG, abandon
 
 log = logging.getLogger("entityflow.kafka")
 
@@ -85,6 +85,7 @@ class GroupConsumer:
         self.topic = topic
         self.instance_id = instance_id
         self._stuck_after = stuck_after
+        self._poll_name = f"the group poll on {topic}"
         self._pending: list[Rebalance] = []
         self._pending_lock = threading.Lock()
         self._joining_since: float | None = time.monotonic()
@@ -150,8 +151,7 @@ class GroupConsumer:
         return pending
 
     def poll(self, timeout: float, max_records: int) -> list[KafkaRecord]:
-        what = f"the group poll on {self.topic}"
-        with WATCHDOG.guard(self._consumer._net, what, self._stuck_after) as call:
+        with WATCHDOG.guard(self._consumer._net, self._poll_name, self._stuck_after) as call:
             try:
                 batches = self._consumer.poll(
                     timeout_ms=int(timeout * 1000), max_records=max_records, update_offsets=True
@@ -165,7 +165,7 @@ class GroupConsumer:
                 log.warning("poll on %s failed: %s", self.topic, exc)
                 batches = {}
         if call.tripped:
-            self.rejoin(abandon=True)
+            self.rejoin(abandon_client=True)
             return []
         return records_from(batches)
 
@@ -229,16 +229,16 @@ class GroupConsumer:
         state = str(self._consumer.group_metadata().state)  # kafka-python: "<stable>"
         return state.strip("<>").upper()
 
-    def rejoin(self, *, abandon: bool = False) -> None:
+    def rejoin(self, *, abandon_client: bool = False) -> None:
         """Leave and join the group again with a new client: the way out of a stuck join.
 
         The partitions this member held count as revoked; the next poll reports it. A
-        client whose own calls got stuck (``abandon``) is closed on a thread of its own,
+        client whose own calls got stuck (``abandon_client``) is closed on a thread of its own,
         since its close may get stuck the same way; this member does not wait for it.
         """
         held = self.assignment()
-        if abandon:
-            threading.Thread(target=self.close_client, args=(self._consumer,), daemon=True).start()
+        if abandon_client:
+            abandon(self._consumer, f"consumer of {self.topic}")
         else:
             self.close()
         self._consumer = connect("group consumer", self._settings, self._make)
@@ -249,10 +249,7 @@ class GroupConsumer:
             self._note(revoked=held)
 
     def close(self) -> None:
-        self.close_client(self._consumer)
-
-    def close_client(self, consumer: KafkaConsumer) -> None:
         try:
-            consumer.close(autocommit=False)
+            self._consumer.close(autocommit=False)
         except KafkaError as exc:
             log.warning("closing the consumer of %s: %s", self.topic, exc)

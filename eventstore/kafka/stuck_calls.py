@@ -78,6 +78,10 @@ class StuckCallWatchdog:
 
     @contextmanager
     def guard(self, net: Any, what: str, limit: float = STUCK_CALL_SECONDS) -> Iterator[Guard]:
+        if not limit > 0:
+            raise ValueError(
+                f"a stuck call's bound must be a positive number of seconds, not {limit!r}"
+            )
         call = Guard(what, net, limit)
         with self._lock:
             self._calls[id(call)] = call
@@ -124,4 +128,24 @@ class StuckCallWatchdog:
 
 WATCHDOG = StuckCallWatchdog()
 
-__all__ = ["STUCK_CALL_SECONDS", "WATCHDOG", "Guard", "StuckCallWatchdog", "describe_loop"]
+
+def abandon(client: Any, what: str) -> None:
+    """Close a released client on a thread of its own: its close may get stuck the same way."""
+
+    def close() -> None:
+        try:
+            client.close(autocommit=False)
+        except Exception as exc:  # a stuck client's close may fail any way; it is gone either way
+            log.warning("closing the abandoned %s: %s", what, exc)
+
+    threading.Thread(target=close, name="entityflow-abandoned-client", daemon=True).start()
+
+
+__all__ = [
+    "STUCK_CALL_SECONDS",
+    "WATCHDOG",
+    "Guard",
+    "StuckCallWatchdog",
+    "abandon",
+    "describe_loop",
+]

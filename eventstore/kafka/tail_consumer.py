@@ -7,14 +7,13 @@ with a group, so it assigns itself all of them, again after the broker came back
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from eventstore.kafka.io import KafkaRecord, KafkaSettings, connect, records_from
-from eventstore.kafka.stuck_calls import WATCHDOG
+from eventstore.kafka.stuck_calls import WATCHDOG, abandon
 
 log = logging.getLogger("entityflow.kafka")
 
@@ -28,7 +27,6 @@ class TailConsumer:
         self.topic = topic
         self._settings = settings
         self._from_beginning = from_beginning
-        self._lock = threading.Lock()
         self._consumer: KafkaConsumer = self._connect()
         self._partitions: list[int] = []
         self._read_up_to: dict[int, int] = {}
@@ -78,17 +76,17 @@ class TailConsumer:
                 batches = {}
         if call.tripped:
             # A fresh client goes on from where this one had read.
-            stuck, self._consumer = self._consumer, self._connect()
-            threading.Thread(target=stuck.close, kwargs={"autocommit": False}, daemon=True).start()
+            abandon(self._consumer, f"tail consumer of {self.topic}")
+            self._consumer = self._connect()
             self.assign()
             for partition, offset in self._read_up_to.items():
                 if partition in self._partitions:
                     self._consumer.seek(TopicPartition(self.topic, partition), offset)
             return []
-        records = records_from(batches)
-        for r in records:
-            self._read_up_to[r.partition] = r.offset + 1
-        return records
+        for tp, batch in batches.items():
+            if batch:
+                self._read_up_to[tp.partition] = batch[-1].offset + 1
+        return records_from(batches)
 
     def close(self) -> None:
         try:

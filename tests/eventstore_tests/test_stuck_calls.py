@@ -104,3 +104,12 @@ def test_a_group_member_whose_poll_hangs_rejoins_with_a_fresh_client(
     finally:
         member.close()
         admin.close()
+
+
+@pytest.mark.parametrize("limit", [0, -1.0, float("nan")])
+def test_a_bound_that_is_not_a_positive_number_of_seconds_is_refused(limit: float) -> None:
+    with (
+        pytest.raises(ValueError, match="positive number of seconds"),
+        StuckCallWatchdog().guard(object(), "a poll", limit=limit),
+    ):
+        pass  # never reached: the guard refuses before the call
