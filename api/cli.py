@@ -125,7 +125,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     metrics = serve_worker_metrics(settings, host, relay)
     worker = host.worker
     activities = host.activities
-    stopped = _stop_on_signals(worker.stop)
+
+    def stop() -> None:  # both loops wind down together; the finally below joins them
+        worker.stop()
+        if activities is not None:
+            activities.request_stop()
+
+    stopped = _stop_on_signals(stop)
     _tune_gc()
     if activities is not None:
         activities.start()

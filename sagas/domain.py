@@ -129,7 +129,7 @@ class Host(actors.Host):
 
     def stop(self) -> None:
         if self.activities is not None:
-            self.activities.stop()
+            self.activities.stop()  # first: it polls the mailbox the host closes
         super().stop()
 
 

@@ -201,6 +201,11 @@ class KafkaTaskConsumer:
     def resume(self) -> None:
         self._consumer.resume_all()
 
+    def wake(self) -> None:
+        """Nothing: kafka-python's poll cannot be interrupted from another thread. It ends
+        when the broker answers the fetch in flight (``fetch_max_wait_ms``) or at its
+        timeout, whichever is first."""
+
     def close(self) -> None:
         self._consumer.close()
 

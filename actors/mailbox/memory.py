@@ -388,6 +388,10 @@ class MemoryTaskConsumer:
             self._paused = False
             self._mailbox._cond.notify_all()
 
+    def wake(self) -> None:
+        with self._mailbox._cond:
+            self._mailbox._cond.notify_all()
+
     def close(self) -> None:
         with self._mailbox._cond:
             if self in self.group.members:

@@ -215,6 +215,10 @@ class TaskConsumer(Protocol):
 
     def resume(self) -> None: ...
 
+    def wake(self) -> None:
+        """Let a poll waiting on another thread return early (its loop is being stopped);
+        a consumer that cannot interrupt its wait returns when the wait ends."""
+
     def close(self) -> None: ...
 
 

@@ -28,6 +28,7 @@ from sagas import (
     activity,
     heartbeat,
 )
+from sagas.activity_worker import IDLE_POLL, ActivityWorker
 from sagas.timeline import build_timeline
 from tests.sagas_tests.activity_support import (
     ACTIVITIES,
@@ -217,6 +218,16 @@ async def test_a_worker_that_runs_no_activities_leaves_tasks_to_others(store_url
         finally:
             helper.activities.stop()
             helper.stop()
+
+
+def test_an_idle_activity_worker_stops_without_sitting_out_its_poll() -> None:
+    """Idle, the loop polls for IDLE_POLL seconds at a time (each poll costs the worker
+    process CPU); stopping it wakes the poll instead of waiting for it to end."""
+    worker = ActivityWorker(InMemoryMailbox(), ACTIVITIES, group="idle").start()
+    time.sleep(0.2)  # the loop is inside its first idle poll
+    started = time.monotonic()
+    worker.stop()
+    assert time.monotonic() - started < IDLE_POLL / 2
 
 
 async def test_an_attempt_no_worker_takes_in_time_fails_on_its_schedule_to_start(
