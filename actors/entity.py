@@ -28,6 +28,7 @@ from actors.address import check_entity_id
 from actors.context import CommandContext
 from actors.errors import DefinitionError, InvalidArgumentsError, UnknownCommandError
 from actors.handlers import APPLY_ATTR, Command, Handler, HandlerKind, Query
+from actors.state_copy import state_copier
 from eventstore import DomainEvent, EventRegistry, JSONDict, LoadedStream, Upcaster, explain
 from eventstore import details as error_details
 
@@ -143,6 +144,7 @@ class EntitySpec:
     handlers: dict[str, CommandSpec]
     evolvers: dict[type[DomainEvent], Callable[[Any, Any], None]]
     registry: EventRegistry = field(repr=False)
+    copy_state: Callable[[BaseModel], BaseModel] = field(repr=False, compare=False)
 
     @staticmethod
     def of(entity_cls: type[Entity[Any]]) -> EntitySpec:
@@ -236,7 +238,7 @@ class EntitySpec:
 
     def copy(self, entity: Entity[Any]) -> Entity[Any]:
         """A working copy: changing it leaves ``entity`` as it is."""
-        return self.cls(entity.id, entity.state.model_copy(deep=True), entity.version)
+        return self.cls(entity.id, self.copy_state(entity.state), entity.version)
 
     def snapshot_state(self, entity: Entity[Any]) -> JSONDict:
         state: JSONDict = entity.state.model_dump(mode="json")
@@ -392,4 +394,5 @@ def _build_spec(cls: type[Entity[Any]]) -> EntitySpec:
         handlers=handlers,
         evolvers=evolvers,
         registry=registry,
+        copy_state=state_copier(state_type),
     )
