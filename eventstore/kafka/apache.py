@@ -32,7 +32,12 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from eventstore.kafka.local import BrokerLaunchError, answers, free_port
+from eventstore.kafka.local import (
+    BrokerLaunchError,
+    answers,
+    ending_with_this_process,
+    free_port,
+)
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -251,8 +256,9 @@ class ApacheKafka:
         """Stop a broker an earlier run left behind on this data directory (it was killed).
 
         The broker runs in a session of its own so a Ctrl-C reaches only entityflow, which
-        then stops it; a process killed with SIGKILL cannot, and its broker would hold the
-        port and the data directory's lock forever.
+        then stops it; a process killed with SIGKILL cannot. The parent-death signal
+        (:func:`ending_with_this_process`) stops such a broker where Linux and ``setpriv``
+        give one; elsewhere it would hold the port and the data directory's lock forever.
         """
         try:
             pid = int(self._pid_file.read_text())
@@ -286,7 +292,7 @@ class ApacheKafka:
         log_file = self.log_path.open("ab")
         try:
             self._process = subprocess.Popen(
-                self._java(classpath, "kafka.Kafka", str(config)),
+                ending_with_this_process(self._java(classpath, "kafka.Kafka", str(config))),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

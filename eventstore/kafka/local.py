@@ -1,9 +1,12 @@
-"""What the local brokers share: the launch error, free ports, and "does it answer?"."""
+"""What the local brokers share: the launch error, free ports, "does it answer?", and
+brokers that end with the process that started them."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import threading
 
 from eventstore.errors import EventStoreError
 
@@ -24,3 +27,23 @@ def answers(port: int, host: str = "127.0.0.1") -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
         return True
     return False
+
+
+def ending_with_this_process(command: list[str]) -> list[str]:
+    """``command`` made to receive SIGTERM when the process starting it dies.
+
+    A broker runs in a session of its own (a Ctrl-C reaches entityflow, which stops it),
+    so a test run or ``entityflow dev`` killed with SIGKILL (or by a CI timeout) used to
+    leave a broker of 768 MB behind, holding its ports, with nothing to stop it later.
+    Linux's parent-death signal, set by util-linux's ``setpriv`` before it runs the
+    command, ends it instead. The signal follows the *thread* that started the child, so
+    it is only asked for from the main thread (a helper thread that ends would stop the
+    broker with it); where ``setpriv`` is missing the command runs as it is.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return command
+    return [setpriv, "--pdeathsig", "TERM", "--", *command]
+
+
+__all__ = ["BrokerLaunchError", "answers", "ending_with_this_process", "free_port"]

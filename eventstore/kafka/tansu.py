@@ -20,7 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from eventstore.kafka.local import BrokerLaunchError, answers, free_port
+from eventstore.kafka.local import (
+    BrokerLaunchError,
+    answers,
+    ending_with_this_process,
+    free_port,
+)
 
 
 def broker_binary() -> Path:
@@ -73,7 +78,9 @@ class TansuBroker:
         else:
             self._log_file = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self._process = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            ending_with_this_process(
+                [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
+            ),
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

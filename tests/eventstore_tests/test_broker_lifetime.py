@@ -1,0 +1,84 @@
+"""A local broker ends with the process that started it, even one killed with SIGKILL.
+
+The brokers run in sessions of their own, so nothing else reaches them: before, a test
+run killed from outside left its Apache Kafka (768 MB) running. These tests use ``sleep``
+in place of the broker (the mechanism is the same command prefix) so they take a second.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from eventstore.kafka.local import ending_with_this_process
+
+STARTER = """
+import subprocess, sys, time
+from eventstore.kafka.local import ending_with_this_process
+command = ["sleep", "60"]
+if sys.argv[1] == "tied":
+    command = ending_with_this_process(command)
+child = subprocess.Popen(command, start_new_session=True)
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _orphan_after_killing_its_starter(mode: str) -> int:
+    """Start ``sleep`` from a Python process, SIGKILL that process; the sleep's pid."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, mode],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert starter.stdout is not None
+    pid = int(starter.stdout.readline())
+    assert _alive(pid)
+    starter.kill()
+    starter.wait(10)
+    return pid
+
+
+def test_a_child_started_this_way_ends_when_its_starter_is_killed() -> None:
+    pid = _orphan_after_killing_its_starter("tied")
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), "the child outlived the process that started it"
+
+
+def test_without_it_the_child_outlives_its_starter() -> None:
+    """The control: what the first test would see if the prefix did nothing."""
+    pid = _orphan_after_killing_its_starter("plain")
+    try:
+        time.sleep(0.5)
+        assert _alive(pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_from_a_helper_thread_the_command_is_left_as_it_is() -> None:
+    """The signal follows the thread that started the child: a helper thread that ends
+    would take the broker with it, so only the main thread asks for it."""
+    command = ["java", "kafka.Kafka"]
+    seen: list[list[str]] = []
+    thread = threading.Thread(target=lambda: seen.append(ending_with_this_process(command)))
+    thread.start()
+    thread.join()
+    assert seen == [command]
+    assert ending_with_this_process(command)[-2:] == command
+    assert ending_with_this_process(command) != command  # setpriv is part of Debian's base
