@@ -37,12 +37,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+COMMAND_ID_MAX_LENGTH = 200
+
+
 class Envelope(BaseModel):
     """One message to one actor."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    command_id: str = Field(default_factory=new_command_id, min_length=1, max_length=200)
+    command_id: str = Field(
+        default_factory=new_command_id, min_length=1, max_length=COMMAND_ID_MAX_LENGTH
+    )
     address: str = Field(min_length=3, max_length=300)
     kind: EnvelopeKind
     name: str = Field(min_length=1, max_length=64)

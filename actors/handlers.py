@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
 from actors.context import CommandContext
+from actors.envelopes import COMMAND_ID_MAX_LENGTH
 from actors.errors import DefinitionError, InvalidArgumentsError
 from actors.retry import RetryPolicy
 
@@ -155,6 +156,11 @@ class Command(Handler[P, R]):
         retry: RetryPolicy | None = None,
     ) -> Command[P, R]:
         """The same handler, called with these options (a new reference; this one is kept)."""
+        if command_id is not None and not 0 < len(command_id) <= COMMAND_ID_MAX_LENGTH:
+            raise InvalidArgumentsError(
+                f"command_id must be 1 to {COMMAND_ID_MAX_LENGTH} characters, got "
+                f"{len(command_id)}; a longer key can be hashed to one"
+            )
         return self._with(timeout=timeout, command_id=command_id, retry=retry)
 
 

@@ -9,10 +9,11 @@ client; nothing is found through a global registry::
     @order.run
     async def place_order(ctx: WorkflowContext, order_input: OrderInput) -> OrderResult:
         shipment = await ctx.wait_signal(shipped)  # a Shipment
-        ...
+        return OrderResult(order_id=ctx.workflow_id, tracking=shipment.tracking)
 
     @order.query
-    def stage(view: WorkflowView) -> str: ...
+    def stage(view: WorkflowView) -> str:
+        return str(view.memo.get("stage", "started"))
 
 Decorators check the function's shape when the module is imported and return it
 unchanged.

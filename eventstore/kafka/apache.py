@@ -34,6 +34,7 @@ from kafka.errors import KafkaError
 
 from eventstore.kafka.local import (
     BrokerLaunchError,
+    alive,
     answers,
     ending_with_this_process,
     free_port,
@@ -141,15 +142,6 @@ TUNING: dict[str, str] = {
     "log.retention.check.interval.ms": "60000",
 }
 """Broker settings beyond the listeners (deploy/ sets the same ones; a test compares)."""
-
-
-def _alive(pid: int) -> bool:
-    """Running: a zombie (exited, not yet reaped by a parent still alive) has stopped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 class ApacheKafka:
@@ -270,9 +262,9 @@ class ApacheKafka:
         self._say(f"stopping the broker an earlier run left behind (pid {pid})")
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 60
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
         self._wait_port_free()
 

@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import socket
 import threading
+from pathlib import Path
 
 from eventstore.errors import EventStoreError
 
@@ -29,6 +30,15 @@ def answers(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def alive(pid: int) -> bool:
+    """Running: a zombie (exited, not yet reaped by a parent still alive) has stopped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def ending_with_this_process(command: list[str]) -> list[str]:
     """``command`` made to receive SIGTERM when the process starting it dies.
 
@@ -46,4 +56,4 @@ def ending_with_this_process(command: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *command]
 
 
-__all__ = ["BrokerLaunchError", "answers", "ending_with_this_process", "free_port"]
+__all__ = ["BrokerLaunchError", "alive", "answers", "ending_with_this_process", "free_port"]

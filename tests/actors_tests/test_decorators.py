@@ -175,6 +175,20 @@ def test_decorators_make_a_reference_that_keeps_the_function() -> None:
     assert ref.call_options.timeout is None  # options make a new reference
 
 
+@pytest.mark.parametrize("command_id", ["", "k" * 201])
+def test_a_command_id_that_no_envelope_could_carry_is_refused_at_the_option(
+    command_id: str,
+) -> None:
+    """Refused where it is given, naming the bound, not when the envelope is built."""
+
+    def deposit(self: Any, ctx: CommandContext, amount: int) -> int:
+        return amount
+
+    with pytest.raises(InvalidArgumentsError, match=r"command_id must be 1 to 200 characters"):
+        command(deposit).options(command_id=command_id)
+    assert command(deposit).options(command_id="k" * 200).call_options.command_id == "k" * 200
+
+
 def test_a_reference_binds_positional_arguments_by_declaration_order() -> None:
     from tests.actors_tests.support import Counter
 

@@ -143,3 +143,21 @@ def test_a_refused_command_leaves_a_list_its_apply_appended_to_as_it_was() -> No
     with pytest.raises(Rejected):
         spec.run_command(entity, put, put.parse({"item": "tea"}), command_id="c", now=NOW)
     assert (entity.state, entity.version) == (ShelfState(), 0)
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    label: str
+    next: Node | None = None
+
+
+class Chain(BaseModel):
+    head: Node | None = None
+
+
+def test_a_model_that_refers_to_itself_is_decided_without_looping() -> None:
+    """Recursion is not proven immutable (the check stops at the cycle): it is copied."""
+    state = Chain(head=Node(label="a", next=Node(label="b")))
+    copied = state_copier(Chain)(state)
+    assert copied == state
+    assert copied.head is not state.head

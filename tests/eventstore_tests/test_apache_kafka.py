@@ -18,6 +18,7 @@ from eventstore.kafka import (
 from eventstore.kafka.admin import Admin
 from eventstore.kafka.apache import POM, new_cluster_id
 from eventstore.kafka.io import KafkaSettings
+from eventstore.kafka.local import alive
 from eventstore.kafka.producer import Producer
 from eventstore.kafka.tail_consumer import TailConsumer
 
@@ -123,19 +124,11 @@ def test_a_broker_left_behind_by_a_killed_run_is_stopped_first(tmp_path: Path) -
     try:
         second.start()
         assert any(f"pid {leftover}" in line for line in said), said
-        assert not Path(f"/proc/{leftover}").exists() or _zombie(leftover)
+        assert not alive(leftover)
         assert second.running
     finally:
         second.close()
         first.kill()
-
-
-def _zombie(pid: int) -> bool:
-    """A stopped child that nobody reaped yet still has a /proc entry."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path: Path, kafka_broker: ApacheKafka) -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from eventstore.kafka.local import ending_with_this_process
+from eventstore.kafka.local import alive, ending_with_this_process
 
 STARTER = """
 import subprocess, sys, time
@@ -29,14 +29,6 @@ time.sleep(60)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 def _orphan_after_killing_its_starter(mode: str) -> int:
     """Start ``sleep`` from a Python process, SIGKILL that process; the sleep's pid."""
     starter = subprocess.Popen(
@@ -47,7 +39,7 @@ def _orphan_after_killing_its_starter(mode: str) -> int:
     )
     assert starter.stdout is not None
     pid = int(starter.stdout.readline())
-    assert _alive(pid)
+    assert alive(pid)
     starter.kill()
     starter.wait(10)
     return pid
@@ -56,9 +48,9 @@ def _orphan_after_killing_its_starter(mode: str) -> int:
 def test_a_child_started_this_way_ends_when_its_starter_is_killed() -> None:
     pid = _orphan_after_killing_its_starter("tied")
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(pid), "the child outlived the process that started it"
+    assert not alive(pid), "the child outlived the process that started it"
 
 
 def test_without_it_the_child_outlives_its_starter() -> None:
@@ -66,7 +58,7 @@ def test_without_it_the_child_outlives_its_starter() -> None:
     pid = _orphan_after_killing_its_starter("plain")
     try:
         time.sleep(0.5)
-        assert _alive(pid)
+        assert alive(pid)
     finally:
         os.kill(pid, signal.SIGKILL)
 
