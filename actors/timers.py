@@ -10,9 +10,10 @@ The worker owning the actor's partition fires it: :class:`TimerIndex` holds in m
 only the timers of its partitions due within a horizon (a minute), read from the store
 when partitions are assigned and topped up as time passes, plus those its own commits
 set. A fired timer joins the worker's next batch as a co-located message, ahead of what
-the batch read from the broker (:func:`timers_in_order`); the commit that handles it
-deletes the row. A worker killed before that commit leaves the row in
-place, and the next owner fires it again: once in effect, never lost. Thousands of
+the batch read from the broker (:func:`timers_in_order`), and a batch read while one is
+about to come due is cut short to end near it (:class:`BatchPace`). The commit that
+handles it deletes the row. A worker killed before that commit leaves the row in place,
+and the next owner fires it again: once in effect, never lost. Thousands of
 pending timers cost a row each in the store, no thread, and memory only once they are
 close.
 """
@@ -36,6 +37,17 @@ log = logging.getLogger("entityflow.timers")
 TIMER_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_DELAY = timedelta(days=3660)
 """Ten years: a longer delay is almost always a unit mistake (milliseconds as seconds)."""
+TIMER_SLACK = 0.07
+"""Seconds a batch read while a timer is about to come due may be planned to run past it.
+
+Under a backlog every batch is full, and a timer that comes due during one fires at the
+start of the next: late by up to a whole batch (about 100 ms of W1 signals, more when a
+batch is slow). A batch read with a timer near is sized to end about this long after it
+instead. Smaller means punctual timers but more, smaller batches while timers are due
+(each commit has a fixed cost, about 13 ms on PostgreSQL). Measured with ``python -m bench
+timers`` (W1 signals kept 2,000 ahead, 300 timers due a second): p99 lateness 204 ms
+unpaced, 150 ms at 0.07 s with W1's rate unchanged, 106 ms at 0.04 s but 10-18 % fewer
+deposits a second."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +117,28 @@ def timers_in_order(read: list[Delivery], timers: list[Delivery]) -> list[Delive
     first = [t for t in timers if t.envelope is None or t.envelope.address not in addresses]
     last = [t for t in timers if t.envelope is not None and t.envelope.address in addresses]
     return first + read + last
+
+
+class BatchPace:
+    """How long this worker's batches take per message (a moving average), to size a batch
+    so that it ends near the next timer's due time rather than a full batch after it."""
+
+    def __init__(self, slack: float = TIMER_SLACK) -> None:
+        self.slack = slack
+        self._per_message = 0.0
+
+    def took(self, seconds: float, messages: int) -> None:
+        if messages > 0:
+            per = seconds / messages
+            old = self._per_message
+            self._per_message = 0.8 * old + 0.2 * per if old else per
+
+    def room(self, room: int, due_in: float | None) -> int:
+        """Of ``room`` messages, how many a batch may read when the next timer is due in
+        ``due_in`` seconds (None: none pending); at least one, so work always moves."""
+        if due_in is None or not self._per_message:
+            return room
+        return max(1, min(room, int((due_in + self.slack) / self._per_message)))
 
 
 class TimerIndex:

@@ -34,7 +34,7 @@ from actors.mailbox.protocol import (
 )
 from actors.metrics import WorkerMetrics
 from actors.runtime import Runtime
-from actors.timers import TimerIndex, timers_in_order
+from actors.timers import BatchPace, TimerIndex, timers_in_order
 from actors.worker_stats import WorkerStats
 from eventstore import (
     Commit,
@@ -96,6 +96,8 @@ class Worker:
         self._to_wake: list[int] = []
         self._local = LocalDeliveries() if local_delivery else None
         self.timers = TimerIndex(runtime.store, runtime.clock)
+        self.pace = BatchPace()
+        """How long batches take per message: sizes a batch to end near the next timer."""
         self._caught_up_at: dict[int, int] = {}
 
     # -- partition ownership -----------------------------------------------------------
@@ -257,6 +259,7 @@ class Worker:
         stats.messages += handled
         stats.local_messages += sum(1 for d in deliveries if d.local) + len(batch.followed)
         stats.followed += len(batch.followed)
+        self.pace.took(time.perf_counter() - polled, handled)  # not the poll's wait
         if self.on_batch is not None:
             self.on_batch(batch)
         return len(deliveries)
@@ -295,7 +298,11 @@ class Worker:
         waiting = bool(timers) or (
             self._local is not None and self._local.has_ready(self._next_read)
         )
-        polled = consumer.poll(0.0 if waiting else self._poll_wait(), self.max_batch - len(timers))
+        # With the next timer near, read only what ends about when it comes due.
+        size = len(timers) + self.pace.room(
+            self.max_batch - len(timers), self.timers.seconds_to_next()
+        )
+        polled = consumer.poll(0.0 if waiting else self._poll_wait(), size - len(timers))
         room = self.max_batch - len(timers) - len(polled)
         timers += self._take_timers(min(room, self.max_batch // 2 - len(timers)))
         owned = self._positions  # a partition revoked meanwhile: neither its reads nor timers
@@ -303,7 +310,7 @@ class Worker:
             [d for d in polled if d.partition in owned], [t for t in timers if t.partition in owned]
         )
         self.timers.refresh()  # partitions assigned by the poll: their timers, before the commit
-        return deliveries + self._take_local(self.max_batch - len(deliveries))
+        return deliveries + self._take_local(size - len(deliveries))
 
     def _poll_wait(self) -> float:
         """The poll waits for the broker, but not past the next timer's due time."""

@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from actors import CommandContext, Entity, Host, InMemoryMailbox, apply, command
+from actors.timers import TIMER_SLACK, BatchPace
 from eventstore import DomainEvent, Store
 from tests.actors_tests.support import registry_of
 from tests.actors_tests.test_entity_timers import ManualClock
@@ -121,3 +122,33 @@ def test_a_cancel_read_in_the_timers_batch_wins(host: tuple[Host, ManualClock]) 
     assert h.store.timers("Noter/n0") == []
     clock.now += timedelta(minutes=5)
     assert step(h) == (0, 0)
+
+
+def test_a_batch_read_with_a_timer_near_ends_about_when_it_comes_due(
+    host: tuple[Host, ManualClock],
+) -> None:
+    """Under a backlog a full batch would run past the timer, which would then wait for the
+    next one; the batch is cut to what ends TIMER_SLACK after the due time instead."""
+    h, clock = host
+    armed(h)
+    load(h, BACKLOG)
+    h.worker.pace = BatchPace()
+    h.worker.pace.took(1.0, 100)  # batches have been taking 10 ms a message
+    clock.now += timedelta(minutes=1) - timedelta(milliseconds=60)
+    assert TIMER_SLACK == 0.07
+    assert step(h) == (13, 0)  # 60 ms to the timer and 70 ms past it, at 10 ms a message
+    clock.now += timedelta(milliseconds=60)
+    handled, fired = step(h)
+    assert fired == 1 and HANDLED[-handled] == ("Noter/n0", "due")
+
+
+def test_the_pace_leaves_batches_whole_without_a_timer_near() -> None:
+    pace = BatchPace(slack=0.04)
+    assert pace.room(500, 0.0) == 500, "no estimate yet: nothing to size by"
+    pace.took(0.1, 1_000)  # 0.1 ms a message
+    assert pace.room(500, None) == 500
+    assert pace.room(500, 60.0) == 500
+    assert pace.room(500, 0.0) == 400
+    assert pace.room(500, 0.01) == 500
+    pace.took(10.0, 10)  # a second a message (a slow handler): still one at a time
+    assert pace.room(500, 0.0) == 1
