@@ -4,7 +4,9 @@ Tasks come from the mailbox's activity topic through a consumer group of their o
 activity workers scale apart from entity workers (``entityflow worker`` runs both unless
 told otherwise). Each task is one attempt: the function runs in a thread of a bounded
 pool, its result or error goes back to the workflow as a reply message, and only then is
-the task's offset committed. A worker killed mid-attempt therefore leaves the task
+the task's offset committed (the thread is free as soon as the answer is handed to the
+producer; the offset waits for the broker's acknowledgement, not the thread). A worker
+killed mid-attempt therefore leaves the task
 uncommitted; the workflow does not wait for that: the attempt's start-to-close (or
 heartbeat) timeout fails it and the retry policy schedules the next one, and a late
 answer to the old attempt is ignored.
@@ -20,7 +22,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -166,13 +168,33 @@ class ActivityWorker:
             self._next.setdefault(delivery.partition, delivery.offset)
             self._running.add(key)
         future = self._pool.submit(self._run, delivery)
-        future.add_done_callback(lambda _: self._finished(key))
+        future.add_done_callback(lambda ran: self._ran(key, ran))
+
+    def _ran(self, key: tuple[int, int], ran: Future[Future[None] | None]) -> None:
+        """The attempt's thread is free; the task is done once its answer is acknowledged."""
+        with self._lock:
+            self._running.discard(key)
+        self._freed.set()
+        failed = None if ran.cancelled() else ran.exception()
+        if failed is not None:
+            # Not answered: the attempt's timeout on the workflow's side retries it.
+            log.warning("activity task %s was not answered: %s", key, failed)
+        answered = None if ran.cancelled() or failed is not None else ran.result()
+        if answered is None:
+            self._finished(key)
+        else:
+            answered.add_done_callback(lambda sent: self._acknowledged(key, sent))
+
+    def _acknowledged(self, key: tuple[int, int], sent: Future[None]) -> None:
+        exc = sent.exception()
+        if exc is not None:
+            # Not answered: the attempt's timeout on the workflow's side retries it.
+            log.warning("could not send the answer to activity task %s: %s", key, exc)
+        self._finished(key)
 
     def _finished(self, key: tuple[int, int]) -> None:
         with self._lock:
-            self._running.discard(key)
             self._done.setdefault(key[0], set()).add(key[1])
-        self._freed.set()
 
     def _committable(self) -> Mapping[int, int]:
         """Per partition, the offset after the longest run of finished tasks."""
@@ -193,28 +215,29 @@ class ActivityWorker:
 
     # -- one attempt ------------------------------------------------------------------------
 
-    def _run(self, delivery: Delivery) -> None:
+    def _run(self, delivery: Delivery) -> Future[None] | None:
+        """Run one task; returns the sending of its answer (None: nothing to answer)."""
         env = delivery.envelope
         if env is None:
             log.warning(
                 "an activity task that cannot be decoded was passed over: %s", delivery.error
             )
-            return
+            return None
         try:
             task = ActivityTask.model_validate(env.args)
         except Exception as exc:
             log.warning("a malformed activity task was passed over: %s", exc)
-            return
+            return None
         if task.start_by is not None:
             if datetime.now(UTC) > task.start_by:
                 # The workflow has failed this attempt as not taken in time (and scheduled
                 # the next one, if its policy allows): running it would be wasted work.
                 log.info("%s was taken after its schedule-to-start: passed over", env.command_id)
-                return
+                return None
             self.mailbox.send(heartbeat_envelope(task, None, started=True))
         act = self.activities.get(env.name)
         if act is None:
-            self._answer(
+            return self._answer(
                 env,
                 task,
                 "rejected",
@@ -222,7 +245,6 @@ class ActivityWorker:
                 f"no worker here runs activity {env.name!r}",
                 UNKNOWN_ACTIVITY,
             )
-            return
         info = ActivityInfo(
             name=act.name,
             workflow=task.workflow,
@@ -241,15 +263,17 @@ class ActivityWorker:
         with tracing.span(
             f"activity {act.name}", parent=env.traceparent, kind="consumer", attributes=attributes
         ) as traced:
-            outcome = self._attempt(env, task, act, info)
+            outcome, answered = self._attempt(env, task, act, info)
             traced.set("entityflow.outcome", outcome)
             if outcome != "applied":
                 traced.fail(outcome)
+        return answered
 
     def _attempt(
         self, env: Envelope, task: ActivityTask, act: Activity[Any, Any], info: ActivityInfo
-    ) -> str:
-        """Run one attempt and answer it; returns how it ended (applied, rejected)."""
+    ) -> tuple[str, Future[None]]:
+        """Run one attempt and answer it: how it ended (applied, rejected), and the
+        sending of the answer."""
         attempt = _Attempt(info, report=lambda details: None)
         attempt.report = lambda details: self._heartbeat(task, attempt, details)
         self.stats.started += 1
@@ -258,27 +282,24 @@ class ActivityWorker:
             result = run_attempt(act, task.arguments, attempt)
         except ActivityCancelledError as exc:
             self.stats.failed += 1
-            self._answer(env, task, "rejected", None, str(exc), f"{NON_RETRYABLE}{CANCELLED}")
-            return "rejected"
+            code = f"{NON_RETRYABLE}{CANCELLED}"
+            return "rejected", self._answer(env, task, "rejected", None, str(exc), code)
         except ApplicationError as exc:
             self._send_held_details(task, attempt)
             self.stats.failed += 1
             code = f"{NON_RETRYABLE}{exc.type}" if exc.non_retryable else exc.type
-            self._answer(env, task, "rejected", None, f"{exc.type}: {exc}", code)
-            return "rejected"
+            return "rejected", self._answer(env, task, "rejected", None, f"{exc.type}: {exc}", code)
         except Exception as exc:
             self._send_held_details(task, attempt)
             self.stats.failed += 1
             name = type(exc).__name__
             last = traceback.format_exception_only(exc)[-1].strip()
-            self._answer(env, task, "rejected", None, last, name)
-            return "rejected"
+            return "rejected", self._answer(env, task, "rejected", None, last, name)
         self.stats.succeeded += 1
         log.debug(
             "%s attempt %d took %.3fs", env.command_id, task.attempt, time.monotonic() - started
         )
-        self._answer(env, task, "applied", result, None, None)
-        return "applied"
+        return "applied", self._answer(env, task, "applied", result, None, None)
 
     def _heartbeat(self, task: ActivityTask, attempt: _Attempt, details: Any) -> None:
         self.stats.heartbeats += 1
@@ -307,14 +328,11 @@ class ActivityWorker:
         result: Any,
         error: str | None,
         code: str | None,
-    ) -> None:
+    ) -> Future[None]:
+        """Send the answer; the task is committed past only once the broker has it."""
         outcome: Outcome[Any] = Outcome(
             env.command_id, env.address, env.name, status, result, error=error, code=code
         )
         route = env.reply_to or ""
         reply = reply_envelope(route.removeprefix("actor:"), outcome, env.correlation)
-        try:
-            self.mailbox.send(reply).result(30)
-        except Exception:
-            # Not answered: the attempt's timeout on the workflow's side retries it.
-            log.warning("could not send the answer to %s", env.command_id, exc_info=True)
+        return self.mailbox.send(reply)

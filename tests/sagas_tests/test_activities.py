@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from actors import InMemoryMailbox
+from actors import Envelope, InMemoryMailbox, MailboxUnavailableError
 from examples.shop import ENTITIES, Account
 from sagas import (
     ActivityCancelledError,
@@ -28,6 +29,7 @@ from sagas import (
     activity,
     heartbeat,
 )
+from sagas.activity_tasks import ActivityTask, activity_address
 from sagas.activity_worker import IDLE_POLL, ActivityWorker
 from sagas.timeline import build_timeline
 from tests.sagas_tests.activity_support import (
@@ -228,6 +230,65 @@ def test_an_idle_activity_worker_stops_without_sitting_out_its_poll() -> None:
     started = time.monotonic()
     worker.stop()
     assert time.monotonic() - started < IDLE_POLL / 2
+
+
+class _HeldAnswers(InMemoryMailbox):
+    """Answers handed to it stay unacknowledged until the test says (a slow broker)."""
+
+    def __init__(self) -> None:
+        super().__init__(partitions=1)
+        self.answers: list[tuple[Envelope, Future[None]]] = []
+
+    def send(self, envelope: Envelope) -> Future[None]:
+        if envelope.kind != "reply":
+            return super().send(envelope)
+        held: Future[None] = Future()
+        self.answers.append((envelope, held))
+        return held
+
+
+def test_a_task_is_committed_past_only_once_the_broker_has_its_answer() -> None:
+    """The attempt's thread is free once it hands its answer over, but the task's position
+    waits for the acknowledgement: a worker that dies before it runs the task again."""
+    mailbox = _HeldAnswers()
+    task = ActivityTask(workflow="Greet/g1", seq=1, attempt=1, idempotency_key="k", arguments={})
+    for n in range(3):
+        mailbox.send(
+            Envelope(
+                address=activity_address(async_greeting.name),
+                kind="command",
+                name=async_greeting.name,
+                args=task.model_copy(update={"arguments": {"name": f"n{n}"}}).model_dump(
+                    mode="json"
+                ),
+                reply_to="actor:Greet/g1",
+                correlation=f"1.{n}",
+            )
+        )
+    worker = ActivityWorker(mailbox, ACTIVITIES, group="acks", concurrency=1).start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(mailbox.answers) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # One thread ran all three: none waited for its answer's acknowledgement.
+        assert [e.reply.result for e, _ in mailbox.answers if e.reply] == [
+            "hello n0",
+            "hello n1",
+            "hello n2",
+        ]
+        time.sleep(0.3)  # commits are at most every 0.1 s
+        assert mailbox._task_groups["acks"].committed.get(0, 0) == 0
+        mailbox.answers[1][1].set_result(None)
+        time.sleep(0.3)
+        assert mailbox._task_groups["acks"].committed.get(0, 0) == 0, "past an unanswered task"
+        mailbox.answers[0][1].set_result(None)
+        mailbox.answers[2][1].set_exception(MailboxUnavailableError("down"))
+        deadline = time.monotonic() + 5
+        while mailbox._task_groups["acks"].committed.get(0, 0) < 3:
+            assert time.monotonic() < deadline, "the acknowledged tasks were never committed"
+            time.sleep(0.02)
+    finally:
+        worker.stop()
 
 
 async def test_an_attempt_no_worker_takes_in_time_fails_on_its_schedule_to_start(
