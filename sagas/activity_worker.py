@@ -171,15 +171,22 @@ class ActivityWorker:
         future.add_done_callback(lambda ran: self._ran(key, ran))
 
     def _ran(self, key: tuple[int, int], ran: Future[Future[None] | None]) -> None:
-        """The attempt's thread is free; the task is done once its answer is acknowledged."""
+        """The attempt's thread is free; the task is done once its answer is acknowledged.
+
+        A task whose attempt raised out of the thread (its answer could not even be handed
+        over) is done too: the attempt's timeout on the workflow's side retries it. One
+        that never ran (cancelled as the pool shut down) is not: it stays uncommitted for
+        the partition's next owner.
+        """
         with self._lock:
             self._running.discard(key)
         self._freed.set()
-        failed = None if ran.cancelled() else ran.exception()
+        if ran.cancelled():
+            return
+        failed = ran.exception()
+        answered = ran.result() if failed is None else None
         if failed is not None:
-            # Not answered: the attempt's timeout on the workflow's side retries it.
             log.warning("activity task %s was not answered: %s", key, failed)
-        answered = None if ran.cancelled() or failed is not None else ran.result()
         if answered is None:
             self._finished(key)
         else:
@@ -187,8 +194,7 @@ class ActivityWorker:
 
     def _acknowledged(self, key: tuple[int, int], sent: Future[None]) -> None:
         exc = sent.exception()
-        if exc is not None:
-            # Not answered: the attempt's timeout on the workflow's side retries it.
+        if exc is not None:  # retried on the workflow's side, as above
             log.warning("could not send the answer to activity task %s: %s", key, exc)
         self._finished(key)
 

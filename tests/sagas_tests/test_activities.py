@@ -291,6 +291,23 @@ def test_a_task_is_committed_past_only_once_the_broker_has_its_answer() -> None:
         worker.stop()
 
 
+def test_a_task_that_never_ran_is_not_committed_past() -> None:
+    """A task cancelled in the pool as the worker shut down was never run: its position
+    stays where it was, so the partition's next owner runs it."""
+    worker = ActivityWorker(InMemoryMailbox(), ACTIVITIES, group="cancelled")
+    worker._next[0] = 0  # as _submit leaves it for tasks at offsets 0 and 1
+    worker._running |= {(0, 0), (0, 1)}
+    never: Future[Future[None] | None] = Future()
+    never.cancel()
+    done: Future[Future[None] | None] = Future()
+    done.set_result(None)  # passed over (undecodable): nothing to answer, done
+    worker._ran((0, 1), done)
+    worker._ran((0, 0), never)
+    assert worker.in_flight == 0
+    assert worker._committable() == {}, "committed past a task that never ran"
+    worker._pool.shutdown()
+
+
 async def test_an_attempt_no_worker_takes_in_time_fails_on_its_schedule_to_start(
     store_url: str,
 ) -> None:
