@@ -4,6 +4,7 @@ brokers that end with the process that started them."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import threading
@@ -49,11 +50,27 @@ def ending_with_this_process(command: list[str]) -> list[str]:
     command, ends it instead. The signal follows the *thread* that started the child, so
     it is only asked for from the main thread (a helper thread that ends would stop the
     broker with it); where ``setpriv`` is missing the command runs as it is.
+
+    A starter that dies after the fork but before ``setpriv`` arms the signal would leave
+    the command unarmed (seen once in 200 tries of a starter that kills itself at once),
+    so a shell between the two runs the command only while its parent is still the
+    starter: an orphan's parent is init or a subreaper.
     """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or threading.current_thread() is not threading.main_thread():
+    setpriv, shell = shutil.which("setpriv"), shutil.which("sh")
+    if None in (setpriv, shell) or threading.current_thread() is not threading.main_thread():
         return command
-    return [setpriv, "--pdeathsig", "TERM", "--", *command]
+    still_the_starters = 'test "$PPID" = "$0" && exec "$@"'
+    return [
+        str(setpriv),
+        "--pdeathsig",
+        "TERM",
+        "--",
+        str(shell),
+        "-c",
+        still_the_starters,
+        str(os.getpid()),
+        *command,
+    ]
 
 
 __all__ = ["BrokerLaunchError", "alive", "answers", "ending_with_this_process", "free_port"]

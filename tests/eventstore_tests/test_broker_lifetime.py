@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from eventstore.kafka.local import alive, ending_with_this_process
 
 STARTER = """
@@ -74,3 +76,17 @@ def test_from_a_helper_thread_the_command_is_left_as_it_is() -> None:
     assert seen == [command]
     assert ending_with_this_process(command)[-2:] == command
     assert ending_with_this_process(command) != command  # setpriv is part of Debian's base
+
+
+def test_a_command_whose_starter_died_before_the_signal_was_armed_does_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window between fork and ``setpriv`` arming the signal: the starter is gone, so
+    the command's parent is no longer it (here: it never was, as the pid is another's)."""
+    ran, control = tmp_path / "ran", tmp_path / "control"
+    subprocess.run(ending_with_this_process(["touch", str(control)]), check=True)
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    finished = subprocess.run(ending_with_this_process(["touch", str(ran)]), check=False)
+    assert control.exists()
+    assert finished.returncode != 0
+    assert not ran.exists()
