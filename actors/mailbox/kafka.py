@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -116,6 +117,7 @@ class KafkaMailbox:
         self._partitions_known: int | None = None
         self._identity_lock = threading.Lock()
         self._closed = False
+        self._channels: weakref.WeakSet[KafkaReplyChannel] = weakref.WeakSet()
         self._healed_at = 0.0
         self.refresh_identity()
 
@@ -254,7 +256,9 @@ class KafkaMailbox:
     # -- receiving ----------------------------------------------------------------------
 
     def reply_channel(self) -> KafkaReplyChannel:
-        return KafkaReplyChannel(self)
+        channel = KafkaReplyChannel(self)
+        self._channels.add(channel)
+        return channel
 
     def consumer(
         self, group: str, listener: PartitionListener, *, instance_id: str | None = None
@@ -269,7 +273,12 @@ class KafkaMailbox:
         return self._closed
 
     def close(self) -> None:
+        """Close it and the reply channels opened from it that are still open: a channel
+        outliving its mailbox kept a consumer thread polling the broker for good (a
+        client never closed left one per test run on the suite's shared broker)."""
         self._closed = True
+        for channel in list(self._channels):
+            channel.close()
         with contextlib.suppress(BrokerUnavailableError):
             self._producer.flush(5)
         self._dead.close()
@@ -359,6 +368,8 @@ class KafkaReplyChannel:
             log.warning("reply topic %s: %s", self.topic, exc)
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return  # closed already (by its owner, or with its mailbox)
         self._stop.set()
         self._thread.join(timeout=5)
         if self._datagrams is not None:

@@ -191,3 +191,17 @@ def test_a_bad_datagram_address_in_a_route_does_not_stop_the_worker(
             channel.close()
     finally:
         mailbox.close()
+
+
+@pytest.mark.kafka
+def test_closing_the_mailbox_closes_the_reply_channels_opened_from_it(
+    kafka_bootstrap: str, namespace: str
+) -> None:
+    """A client never closed used to leave its reply reader polling the broker for good."""
+    mailbox = KafkaMailbox(KafkaSettings(kafka_bootstrap), namespace=namespace)
+    kept, closed_first = mailbox.reply_channel(), mailbox.reply_channel()
+    closed_first.close()
+    assert kept._thread.is_alive()
+    mailbox.close()
+    assert not kept._thread.is_alive()
+    assert not closed_first._thread.is_alive()
