@@ -74,7 +74,7 @@ class KafkaMailboxConsumer:
         self._mailbox = mailbox
         self._listener = listener
         self._consumer = GroupConsumer(
-            mailbox.settings, mailbox.topics.commands, group, instance_id=instance_id
+            mailbox.settings, mailbox.topics.commands, group, instance_id=instance_id, freshen=True
         )
         self._last_heal = time.monotonic()
 

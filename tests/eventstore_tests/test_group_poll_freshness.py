@@ -36,7 +36,7 @@ def test_a_poll_answered_at_once_also_returns_what_arrives_within_the_freshen_wa
     admin = Admin(settings)
     admin.ensure_topics({topic: 1})
     producer = Producer(settings)
-    consumer = GroupConsumer(settings, topic, f"{namespace}-fresh")
+    consumer = GroupConsumer(settings, topic, f"{namespace}-fresh", freshen=True)
     try:
         deadline = time.monotonic() + 30
         while not consumer.assignment():
