@@ -368,9 +368,10 @@ class KafkaReplyChannel:
             log.warning("reply topic %s: %s", self.topic, exc)
 
     def close(self) -> None:
-        if self._stop.is_set():
-            return  # closed already (by its owner, or with its mailbox)
-        self._stop.set()
+        with self._lock:  # its owner and its mailbox may close it at once
+            if self._stop.is_set():
+                return
+            self._stop.set()
         self._thread.join(timeout=5)
         if self._datagrams is not None:
             self._datagrams.close()

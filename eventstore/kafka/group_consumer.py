@@ -36,8 +36,8 @@ FRESHEN_WAIT = 0.003
 """Seconds within which a poll counts as answered from records fetched earlier, and that
 it then waits for the fetch it sent. A broker with newer records answers in about a
 millisecond on loopback; one with none holds the fetch and the wait is lost. W3 sagas/s
-rose from 121 to 150 (median of three alternated pairs of ``python -m bench sagas
---runs 2``); W1 over HTTP was unchanged."""
+rose from 127 and 128 to 154 and 145 (alternated pairs of ``python -m bench sagas
+--runs 2``); W1 over HTTP and activities/s were unchanged within noise."""
 FRESHEN_AFTER = 0.015
 """Seconds the caller must have spent since its last poll for buffered records to be
 worth the wait: after a short cycle they are a few milliseconds old, and waiting cost
